@@ -1,0 +1,68 @@
+"""What an application sees: one context argument with the message and what it may do.
+
+An application is `module:function` taking an ApplicationContext, plain or async. What it
+asks to send is collected here and queued by the router in the same transaction that marks
+the message processed, so a crash never leaves a reply half-sent or sent twice."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailport.mail.compose import OutboundMessage
+from mailport.mail.message import Address, ParsedMessage
+from mailport.mail.reply import Unanswerable, reply_to
+
+Handler = Callable[["ApplicationContext"], Awaitable[None] | None]
+
+
+@dataclass
+class ApplicationContext:
+    message: ParsedMessage
+    raw: bytes
+    connection: str
+    application: str
+    address: Address
+    """The address the application sends from."""
+    dedupe_key: str
+    outbox: list[OutboundMessage] = field(default_factory=list)
+    unanswerable: str | None = None
+
+    @property
+    def ticket(self) -> str:
+        """A ticket number that is the same however often this message is processed."""
+        return "MP-" + hashlib.sha256(self.dedupe_key.encode()).hexdigest()[:10].upper()
+
+    def reply(self, text: str, html: str | None = None, *, reply_all: bool = False) -> None:
+        """Queue a reply; a message that cannot be answered is recorded as unanswerable."""
+        try:
+            self.outbox.append(
+                reply_to(
+                    self.message, from_=self.address, text=text, html=html, reply_all=reply_all
+                )
+            )
+        except Unanswerable as exc:
+            self.unanswerable = str(exc)
+
+    def send(self, message: OutboundMessage) -> None:
+        self.outbox.append(message)
+
+
+def load_handler(spec: str) -> Handler:
+    module_name, _, attr = spec.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{spec} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+async def run_handler(handler: Handler, context: ApplicationContext) -> None:
+    result = handler(context)
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,151 @@
+"""InboundConnection: one loop per configured mailbox, in explicit steps.
+
+    pending → claim (store, under the epoch) → fetch → route (shard by thread) → settle
+
+A message is settled on the server (flagged, moved, deleted) only after its shard has
+recorded the outcome, with everything the application queued. A crash anywhere means the
+message is seen again, and its finished claim turns the second pass into a settle only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from typing import Any
+
+import ray
+from mailport.actors.events import EventSink
+from mailport.actors.imap import ImapMailbox
+from mailport.actors.mailbox import Fetched, Mailbox
+from mailport.actors.pop3 import Pop3Mailbox
+from mailport.actors.router import InboundItem
+from mailport.actors.smtp_listener import SmtpListenerMailbox
+from mailport.actors.stats import Event
+from mailport.config.models import ImapInbound, Inbound, Pop3Inbound, Settings
+from mailport.mail.thread import shard_for, thread_key
+from mailport.store import Fate, Fenced, Store
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 60.0
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
+class InboundConnection:
+    def __init__(self, settings: Settings, config: Inbound, epoch: int, shards: list[str]) -> None:
+        self.settings = settings
+        self.config = config
+        self.epoch = epoch
+        self.shard_names = shards
+        self.shards: list[Any] = []
+        self.store: Store | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.failures = 0
+        self.events = EventSink()
+
+    async def ensure_running(self) -> dict[str, Any]:
+        """Start the loop if it is not running (first start, or after Ray restarted us)."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        return {
+            "connection": self.config.name,
+            "state": self.state,
+            "epoch": self.epoch,
+            "error": self.last_error,
+        }
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        self.shards = [ray.get_actor(name) for name in self.shard_names]
+        self.store = await Store.open(self.settings.store.url)
+        await self.store.fence(self.config.name, self.epoch)
+        mailbox = self._mailbox(self.store)
+        while True:
+            try:
+                self.state = "connecting"
+                await mailbox.open()
+                self.state, self.failures = "running", 0
+                while True:
+                    if not await self._round(mailbox):
+                        self.state = "idle"
+                        await mailbox.wait()
+                        self.state = "running"
+            except Fenced as exc:
+                self.state, self.last_error = "fenced", str(exc)
+                log.warning("%s: stopping: %s", self.config.name, exc)
+                await mailbox.close()
+                return
+            except asyncio.CancelledError:
+                await mailbox.close()
+                raise
+            except Exception as exc:
+                self.failures += 1
+                self.state, self.last_error = "retrying", f"{type(exc).__name__}: {exc}"
+                self.events.emit(
+                    Event("in", self.config.name, None, None, "error", self.last_error)
+                )
+                log.warning("%s: %s", self.config.name, self.last_error)
+                await mailbox.close()
+                await asyncio.sleep(_backoff(self.failures))
+
+    async def _round(self, mailbox: Mailbox) -> bool:
+        """One batch through the steps; False when there was nothing to do."""
+        assert self.store is not None
+        refs = await mailbox.pending()
+        if not refs:
+            return False
+        fates = await self.store.claim(self.config.name, self.epoch, [r.key for r in refs])
+        done = [r for r in refs if fates[r.key] is Fate.DONE]
+        quarantined = [r for r in refs if fates[r.key] is Fate.QUARANTINED]
+        fetched = await mailbox.fetch([r for r in refs if not fates[r.key].finished])
+        results = await self._route(fetched)
+        for f in fetched:
+            fate = results.get(f.ref.key)
+            if fate is Fate.DONE:
+                done.append(f.ref)
+            elif fate is Fate.QUARANTINED:
+                quarantined.append(f.ref)
+        await mailbox.settle(done, quarantined)
+        if len(done) + len(quarantined) < len(refs):
+            raise RuntimeError(
+                f"{len(refs) - len(done) - len(quarantined)} message(s) not processed; retrying"
+            )
+        return True
+
+    async def _route(self, fetched: list[Fetched]) -> dict[str, Fate | None]:
+        batches: dict[int, list[InboundItem]] = defaultdict(list)
+        for f in fetched:
+            shard = shard_for(thread_key(f.raw), len(self.shards))
+            batches[shard].append(InboundItem(self.config.name, self.epoch, f.ref.key, f.raw))
+        calls = [self.shards[i].process.remote(items) for i, items in batches.items()]
+        results: dict[str, Fate | None] = {}
+        for outcome in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.warning("%s: router shard failed: %s", self.config.name, outcome)
+                continue
+            results.update(outcome)
+        return results
+
+    def _mailbox(self, store: Store) -> Mailbox:
+        cfg = self.config
+        if isinstance(cfg, ImapInbound):
+            return ImapMailbox(cfg, cfg.password.resolve().get_secret_value())
+        if isinstance(cfg, Pop3Inbound):
+            return Pop3Mailbox(cfg, cfg.password.resolve().get_secret_value())
+
+        async def spool(key: str, raw: bytes) -> None:
+            await store.spool(cfg.name, self.epoch, key, raw)
+
+        async def spooled() -> list[tuple[str, bytes]]:
+            return await store.spooled(cfg.name)
+
+        return SmtpListenerMailbox(cfg, spool, spooled)
+
+
+def _backoff(failures: int) -> float:
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** min(failures, 10)) * random.uniform(0.8, 1.2)

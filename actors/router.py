@@ -1,0 +1,196 @@
+"""RouterShard: parse, route, run the application, and record the outcome in one transaction.
+
+Messages of one conversation always reach the same shard, and a shard handles its messages
+one at a time, so the check "already processed?" and the commit cannot interleave."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import traceback
+from dataclasses import dataclass
+
+import ray
+from mailport.actors.application import ApplicationContext, Handler, load_handler, run_handler
+from mailport.actors.events import EventSink
+from mailport.actors.stats import Event
+from mailport.config.models import Settings
+from mailport.config.routing import route
+from mailport.mail.compose import HeaderInjectionError, OutboundMessage, compose
+from mailport.mail.message import Address, ParsedMessage
+from mailport.mail.parse import parse
+from mailport.store import Contact, Fate, Fenced, Outgoing, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundItem:
+    connection: str
+    epoch: int
+    key: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    fate: Fate
+    contact: Contact
+    outgoing: tuple[Outgoing, ...] = ()
+    quarantine: str | None = None
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
+class RouterShard:
+    def __init__(self, settings: Settings, index: int) -> None:
+        self.settings = settings
+        self.index = index
+        self.store: Store | None = None
+        self.handlers: dict[str, Handler] = {}
+        self.lock = asyncio.Lock()
+        self.events = EventSink()
+
+    async def ping(self) -> int:
+        return self.index
+
+    async def process(self, items: list[InboundItem]) -> dict[str, Fate | None]:
+        """The fate of each item; None where it was not finished and must be retried."""
+        async with self.lock:
+            if self.store is None:
+                self.store = await Store.open(self.settings.store.url)
+            results: dict[str, Fate | None] = {}
+            for item in items:
+                results[item.key] = await self._one(self.store, item)
+            return results
+
+    async def _one(self, store: Store, item: InboundItem) -> Fate | None:
+        outcome = await self._decide(item)
+        try:
+            fresh = await store.finish(
+                connection=item.connection,
+                epoch=item.epoch,
+                key=item.key,
+                fate=outcome.fate,
+                contact=outcome.contact,
+                outgoing=outcome.outgoing,
+                quarantine=(outcome.quarantine, item.raw) if outcome.quarantine else None,
+            )
+        except Fenced as exc:
+            log.warning("%s", exc)
+            return None
+        except Exception as exc:
+            log.error("cannot record %s: %s", item.key, exc)
+            self._emit(item, outcome.contact.application, None, "error", str(exc))
+            return None
+        if fresh:
+            c = outcome.contact
+            self._emit(item, c.application, c.message_id, c.status, c.reason)
+            if outcome.outgoing:
+                _wake_outbound(self.settings)
+        return outcome.fate
+
+    async def _decide(self, item: InboundItem) -> _Outcome:
+        try:
+            message = parse(item.raw)
+        except Exception as exc:  # parse() is built not to raise; if it does, keep the mail
+            return _quarantined(item, None, f"parser crashed: {type(exc).__name__}: {exc}")
+        if message.fatal:
+            return _quarantined(item, message, message.fatal)
+        name = route(self.settings.routing, message)
+        app = self.settings.application(name)
+        context = ApplicationContext(
+            message=message,
+            raw=item.raw,
+            connection=item.connection,
+            application=name,
+            address=Address("", app.address),
+            dedupe_key=item.key,
+        )
+        try:
+            await run_handler(self._handler(app.handler), context)
+            outgoing = tuple(_render(m, item.key, n, name) for n, m in enumerate(context.outbox))
+        except HeaderInjectionError as exc:
+            return _quarantined(item, message, f"application {name} composed a bad header: {exc}")
+        except Exception as exc:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            return _quarantined(
+                item,
+                message,
+                f"application {name} raised {type(exc).__name__}: {exc} "
+                f"({where.filename}:{where.lineno})",
+                application=name,
+            )
+        status, reason = "handled", None
+        if context.unanswerable and not outgoing:
+            status, reason = "unanswerable", context.unanswerable
+        return _Outcome(Fate.DONE, _contact(item, message, status, reason, name), outgoing)
+
+    def _handler(self, spec: str) -> Handler:
+        if spec not in self.handlers:
+            self.handlers[spec] = load_handler(spec)
+        return self.handlers[spec]
+
+    def _emit(
+        self,
+        item: InboundItem,
+        application: str | None,
+        message_id: str | None,
+        status: str,
+        detail: str | None,
+        direction: str = "in",
+    ) -> None:
+        self.events.emit(Event(direction, item.connection, application, message_id, status, detail))
+
+
+def _render(message: OutboundMessage, key: str, n: int, application: str) -> Outgoing:
+    # The Message-ID is derived from the inbound key, so a re-run renders the same id and the
+    # queue's unique constraint refuses a second copy.
+    domain = message.from_.address.rpartition("@")[2] or "localhost"
+    digest = hashlib.sha256(f"{key}\0{n}".encode()).hexdigest()[:32]
+    composed = compose(message, message_id=f"<{digest}@{domain}>")
+    return Outgoing(
+        composed.message_id,
+        composed.sender,
+        composed.recipients,
+        composed.data,
+        composed.smtputf8,
+        application,
+    )
+
+
+def _contact(
+    item: InboundItem,
+    message: ParsedMessage | None,
+    status: str,
+    reason: str | None,
+    application: str | None,
+) -> Contact:
+    return Contact(
+        direction="in",
+        connection=item.connection,
+        application=application,
+        message_id=message.message_id if message else None,
+        sender=message.from_[0].address if message and message.from_ else None,
+        recipients=tuple(a.address for a in (*message.to, *message.cc)) if message else (),
+        subject=message.subject if message else "",
+        status=status,
+        reason=reason,
+        in_reply_to=message.in_reply_to if message else None,
+        defects=message.defects if message else (),
+    )
+
+
+def _quarantined(
+    item: InboundItem, message: ParsedMessage | None, reason: str, application: str | None = None
+) -> _Outcome:
+    contact = _contact(item, message, "quarantined", reason, application)
+    return _Outcome(Fate.QUARANTINED, contact, quarantine=reason)
+
+
+def _wake_outbound(settings: Settings) -> None:
+    for connection in settings.outbound:
+        try:
+            ray.get_actor(f"outbound:{connection.name}").wake.remote()
+        except ValueError:
+            pass  # not started yet; it polls anyway

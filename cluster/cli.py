@@ -1,0 +1,170 @@
+"""The `mailport` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from mailport.config import InvalidConfig, Settings, load
+from mailport.config.models import ImapInbound, MaildirOutbound, Pop3Inbound, SmtpListenerInbound
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailport", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start a node (embedded defaults without --config)")
+    run.add_argument("--config", type=Path, help="YAML settings file")
+
+    status = commands.add_parser("status", help="per-connection counters of the running node")
+    status.add_argument("--json", action="store_true")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    validate = config_commands.add_parser("validate", help="check a settings file")
+    validate.add_argument("file", type=Path)
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "status":
+        return _status(args.json)
+    return _validate(args.file)
+
+
+def _settings(path: Path | None) -> Settings:
+    return load(path) if path is not None else Settings()
+
+
+def _validate(path: Path) -> int:
+    try:
+        settings = load(path)
+    except InvalidConfig as exc:
+        for error in exc.errors:
+            err.print(f"{exc.source}:{error}", markup=False)
+        err.print(f"{len(exc.errors)} error(s)")
+        return 1
+    console.print(
+        f"{path}: valid: {len(settings.inbound)} inbound, {len(settings.outbound)} outbound, "
+        f"{len(settings.applications)} application(s)"
+    )
+    return 0
+
+
+def _run(path: Path | None) -> int:
+    import ray
+    from mailport.cluster.node import Node, anchored, init_ray
+
+    try:
+        settings = anchored(_settings(path), Path.cwd())
+    except InvalidConfig as exc:
+        for error in exc.errors:
+            err.print(f"{exc.source}:{error}", markup=False)
+        return 1
+    node = Node(settings)
+
+    async def serve() -> None:
+        console.print("mailport: starting one node (Ray, local coordinator)…")
+        init_ray()  # before our signal handlers, which Ray's would otherwise replace
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await node.start()
+        for line in _describe(settings):
+            console.print(f"mailport: {line}", markup=False)
+        console.print("mailport: ready. Ctrl-C stops.")
+        ticks = 0
+        while not stop.is_set():
+            for event in await node.new_events():
+                print(_event_line(event), flush=True)
+            ticks += 1
+            if ticks % 10 == 0:
+                for state in await node.supervise():
+                    if state.get("error") and state["state"] != "running":
+                        err.print(
+                            f"mailport: {state['connection']}: {state['state']}: {state['error']}",
+                            markup=False,
+                        )
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+        console.print("mailport: stopping")
+        await node.stop()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def _describe(settings: Settings) -> list[str]:
+    lines = [f"store {settings.store.url}"]
+    for c in settings.inbound:
+        if isinstance(c, SmtpListenerInbound):
+            lines.append(f"listening for SMTP on {c.host}:{c.port} ({c.name})")
+        elif isinstance(c, ImapInbound | Pop3Inbound):
+            lines.append(f"reading {c.kind} {c.username}@{c.host}:{c.port} ({c.name})")
+    for o in settings.outbound:
+        if isinstance(o, MaildirOutbound):
+            lines.append(f"delivering outbound mail into the Maildir {o.path} ({o.name})")
+        else:
+            lines.append(f"sending through SMTP {o.host}:{o.port}, pool {o.pool_size} ({o.name})")
+    return lines
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    parts = [
+        event["direction"],
+        event["connection"],
+        event["application"] or "-",
+        event["message_id"] or "(no Message-ID)",
+        event["status"],
+    ]
+    detail = f": {event['detail']}" if event.get("detail") else ""
+    return " ".join(parts) + detail
+
+
+def _status(as_json: bool) -> int:
+    import ray
+    from mailport.cluster.node import NAMESPACE
+
+    try:
+        ray.init(
+            address="auto", namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False
+        )
+        stats = ray.get_actor("stats")
+        snapshot: dict[str, dict[str, int]] = dict(ray.get(stats.snapshot.remote(), timeout=10))
+    except Exception as exc:
+        err.print(f"mailport: no running node found ({type(exc).__name__}: {exc})")
+        return 1
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    if as_json:
+        print(json.dumps(snapshot, sort_keys=True))
+        return 0
+    table = Table(title="mailport connections")
+    for column in ("connection", "in", "out", "failed"):
+        table.add_column(column, justify="left" if column == "connection" else "right")
+    for name, counts in sorted(snapshot.items()):
+        table.add_row(name, *(str(counts.get(k, 0)) for k in ("in", "out", "failed")))
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

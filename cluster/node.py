@@ -1,0 +1,155 @@
+"""A mailport node: starts its actors, keeps them running, and reports what they do."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import ray
+from mailport.actors.events import STATS_ACTOR
+from mailport.actors.inbound import InboundConnection
+from mailport.actors.outbound import OutboundConnection
+from mailport.actors.router import RouterShard
+from mailport.actors.stats import StatsAggregator
+from mailport.cluster.coordinator import Coordinator, LocalCoordinator
+from mailport.config.models import Inbound, MaildirOutbound, Settings, Store
+
+NAMESPACE = "mailport"
+log = logging.getLogger(__name__)
+
+
+def anchored(settings: Settings, base: Path) -> Settings:
+    """Relative paths made absolute: actors are processes whose working directory differs."""
+    url = settings.store.url
+    prefix = "sqlite+aiosqlite:///"
+    if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
+        url = prefix + str((base / url[len(prefix) :]).resolve())
+    outbound = tuple(
+        c.model_copy(update={"path": (base / c.path).resolve()})
+        if isinstance(c, MaildirOutbound)
+        else c
+        for c in settings.outbound
+    )
+    node = settings.node.model_copy(update={"data_dir": (base / settings.node.data_dir).resolve()})
+    return settings.model_copy(update={"store": Store(url=url), "outbound": outbound, "node": node})
+
+
+def init_ray(address: str | None = None) -> None:
+    if not ray.is_initialized():
+        options: dict[str, Any] = {}
+        if address is None:  # a node of our own: keep it on loopback
+            options = {"_node_ip_address": "127.0.0.1", "num_cpus": max(os.cpu_count() or 2, 2)}
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            logging_level=logging.ERROR,
+            include_dashboard=False,
+            **options,
+        )
+
+
+class Node:
+    def __init__(self, settings: Settings, coordinator: Coordinator | None = None) -> None:
+        self.settings = settings
+        self.coordinator = coordinator or LocalCoordinator()
+        self.name = socket.gethostname()
+        self.stats: Any = None
+        self.shards: list[Any] = []
+        self.shard_names: list[str] = []
+        self.outbound: dict[str, Any] = {}
+        self.inbound: dict[str, Any] = {}
+        self.seen_events = 0
+
+    async def start(self) -> None:
+        init_ray()
+        self.settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stats = _actor(StatsAggregator).options(name=STATS_ACTOR, get_if_exists=True).remote()
+        self.shard_names = [f"router-{i}" for i in range(self.settings.node.shards)]
+        self.shards = [
+            _actor(RouterShard).options(name=name).remote(self.settings, i)
+            for i, name in enumerate(self.shard_names)
+        ]
+        await asyncio.gather(*(s.ping.remote() for s in self.shards))
+        for config in self.settings.outbound:
+            self.outbound[config.name] = (
+                _actor(OutboundConnection)
+                .options(name=f"outbound:{config.name}")
+                .remote(self.settings, config.name)
+            )
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Make the running inbound actors match what the coordinator assigns to this node."""
+        wanted = await self.coordinator.assign(self.name, [c.name for c in self.settings.inbound])
+        for name in list(self.inbound):
+            if name not in wanted:
+                await self._stop_inbound(name)
+        for config in self.settings.inbound:
+            if config.name in wanted and config.name not in self.inbound:
+                epoch = wanted[config.name]
+                self.inbound[config.name] = (
+                    _actor(InboundConnection)
+                    .options(name=f"inbound:{config.name}:{epoch}")
+                    .remote(self.settings, config, epoch, self.shard_names)
+                )
+        await self.supervise()
+
+    async def add_inbound(self, config: Inbound) -> None:
+        self.settings = self.settings.model_copy(
+            update={"inbound": (*self.settings.inbound, config)}
+        )
+        await self.reconcile()
+
+    async def remove_inbound(self, name: str) -> None:
+        self.settings = self.settings.model_copy(
+            update={"inbound": tuple(c for c in self.settings.inbound if c.name != name)}
+        )
+        await self.reconcile()
+
+    async def _stop_inbound(self, name: str) -> None:
+        actor = self.inbound.pop(name)
+        try:
+            await asyncio.wait_for(actor.stop.remote(), 5)
+        except Exception as exc:  # it may be dead already; kill it either way
+            log.info("stopping %s: %s", name, exc)
+        ray.kill(actor)
+
+    async def supervise(self) -> list[dict[str, Any]]:
+        """Start any loop that is not running (Ray restarts crashed actors, not their loops)."""
+        actors = [*self.outbound.values(), *self.inbound.values()]
+        answers = await asyncio.gather(
+            *(_bounded(a.ensure_running.remote()) for a in actors), return_exceptions=True
+        )
+        return [a for a in answers if isinstance(a, dict)]
+
+    async def new_events(self) -> list[dict[str, Any]]:
+        try:
+            seq, events = await _bounded(self.stats.tail.remote(self.seen_events))
+        except Exception:
+            return []
+        self.seen_events = seq
+        return list(events)
+
+    async def snapshot(self) -> dict[str, dict[str, int]]:
+        return dict(await self.stats.snapshot.remote())
+
+    async def stop(self) -> None:
+        for name in list(self.inbound):
+            await self._stop_inbound(name)
+        for actor in [*self.outbound.values(), *self.shards, self.stats]:
+            ray.kill(actor)
+        self.outbound.clear()
+        self.shards.clear()
+
+
+def _actor(cls: object) -> Any:
+    """A @ray.remote class as Ray sees it; its .options() is invisible to the type checker."""
+    return cls
+
+
+async def _bounded(ref: Any, timeout: float = 5.0) -> Any:
+    return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)

@@ -1,0 +1,176 @@
+"""The typed settings of a mailport node. These models are the single description of config."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from mailport.config.secrets import SecretSource
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+Name = Annotated[str, Field(pattern=_NAME)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Security(StrEnum):
+    NONE = "none"
+    TLS = "tls"
+    STARTTLS = "starttls"
+
+
+class _Server(_Model):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    security: Security = Security.TLS
+    verify_certificate: bool = True
+    ca_file: Path | None = None
+    """Trust this CA bundle instead of the system's (private or test CAs)."""
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class _Mailbox(_Server):
+    username: str
+    password: SecretSource
+
+
+_ACTION = re.compile(r"^(flag|delete|leave|move:.+)$")
+
+
+class ImapInbound(_Mailbox):
+    kind: Literal["imap"]
+    name: Name
+    folder: str = "INBOX"
+    after: str = "flag"
+    """What to do on the server once a message is processed: flag | move:FOLDER | delete."""
+    processed_flag: str = "$MailportProcessed"
+    poll_interval: float = Field(default=30.0, gt=0)
+    idle: bool = True
+    idle_renew: float = Field(default=25 * 60, gt=0, le=29 * 60)
+    """Re-issue IDLE before the server's 30-minute limit (RFC 2177)."""
+    batch_size: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("after")
+    @classmethod
+    def _action(cls, value: str) -> str:
+        if not _ACTION.match(value) or value == "leave":
+            raise ValueError("must be 'flag', 'move:FOLDER' or 'delete'")
+        return value
+
+
+class Pop3Inbound(_Mailbox):
+    kind: Literal["pop3"]
+    name: Name
+    after: Literal["delete", "leave"] = "delete"
+    """POP3 has no flags or folders: delete, or leave and rely on UIDL dedupe."""
+    poll_interval: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+
+
+class SmtpListenerInbound(_Model):
+    kind: Literal["smtp-listener"]
+    name: Name
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=1, le=65535)
+    max_message_size: int = Field(default=50 * 1024 * 1024, gt=0)
+
+
+Inbound = Annotated[ImapInbound | Pop3Inbound | SmtpListenerInbound, Field(discriminator="kind")]
+
+
+class SmtpOutbound(_Server):
+    kind: Literal["smtp"]
+    name: Name
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Security = Security.STARTTLS
+    username: str | None = None
+    password: SecretSource | None = None
+    pool_size: int = Field(default=2, ge=1, le=256)
+    helo_name: str | None = None
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> SmtpOutbound:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+class MaildirOutbound(_Model):
+    kind: Literal["maildir"]
+    name: Name
+    path: Path = Path("var/outbox")
+
+
+Outbound = Annotated[SmtpOutbound | MaildirOutbound, Field(discriminator="kind")]
+
+
+class Application(_Model):
+    name: Name
+    handler: str = Field(pattern=r"^[\w.]+:[\w.]+$")
+    """`module:function`, called with an ApplicationContext."""
+    address: str = "mailport@localhost"
+    """The From address of what the application sends."""
+
+
+class Rule(_Model):
+    recipient: str
+    application: Name
+
+
+class Routing(_Model):
+    rules: tuple[Rule, ...] = ()
+    default: Name = "acknowledge"
+
+
+class Store(_Model):
+    url: str = "sqlite+aiosqlite:///var/mailport.db"
+
+
+class Node(_Model):
+    shards: int = Field(default=2, ge=1, le=64)
+    data_dir: Path = Path("var")
+
+
+ACKNOWLEDGE = Application(
+    name="acknowledge",
+    handler="mailport.actors.acknowledge:acknowledge",
+    address="support@mailport.localhost",
+)
+
+
+class Settings(_Model):
+    node: Node = Node()
+    store: Store = Store()
+    inbound: tuple[Inbound, ...] = (SmtpListenerInbound(kind="smtp-listener", name="mx"),)
+    outbound: tuple[Outbound, ...] = (MaildirOutbound(kind="maildir", name="outbox"),)
+    applications: tuple[Application, ...] = (ACKNOWLEDGE,)
+    routing: Routing = Routing()
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        _unique("inbound", [c.name for c in self.inbound])
+        _unique("outbound", [c.name for c in self.outbound])
+        _unique("applications", [a.name for a in self.applications])
+        known = {a.name for a in self.applications}
+        for name in [self.routing.default, *(r.application for r in self.routing.rules)]:
+            if name not in known:
+                raise ValueError(f"routing names application {name!r}, which is not configured")
+        if not self.outbound:
+            raise ValueError("at least one outbound connection is needed")
+        return self
+
+    def application(self, name: str) -> Application:
+        return next(a for a in self.applications if a.name == name)
+
+
+def _unique(section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{section}: the name {name!r} is used twice")
+        seen.add(name)

@@ -1,0 +1,109 @@
+"""Build outbound messages as bytes, refusing anything that could inject a header."""
+
+from __future__ import annotations
+
+import email.utils
+import mimetypes
+import uuid
+from dataclasses import dataclass, field
+from email import policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+
+from mailport.mail.message import Address
+
+
+class HeaderInjectionError(ValueError):
+    """A header value, address or file name carried a CR or LF."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingAttachment:
+    filename: str
+    data: bytes
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    from_: Address
+    to: tuple[Address, ...]
+    subject: str
+    text: str
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[Address, ...] = ()
+    html: str | None = None
+    attachments: tuple[OutgoingAttachment, ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def envelope_recipients(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.address for a in (*self.to, *self.cc, *self.bcc)))
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    message_id: str
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    smtputf8: bool
+
+
+def compose(message: OutboundMessage, *, message_id: str | None = None) -> Composed:
+    """Render the message; the Message-ID is made under the sender's domain unless given."""
+    _refuse_newlines(message)
+    domain = message.from_.address.rpartition("@")[2] or "localhost"
+    message_id = message_id or f"<{uuid.uuid4().hex}@{_idna(domain)}>"
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = _header_address(message.from_)
+    msg["To"] = [_header_address(a) for a in message.to]
+    if message.cc:
+        msg["Cc"] = [_header_address(a) for a in message.cc]
+    msg["Subject"] = message.subject
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = message_id
+    msg["MIME-Version"] = "1.0"
+    for name, value in message.headers:
+        msg[name] = value
+    msg.set_content(message.text, charset="utf-8")
+    if message.html is not None:
+        msg.add_alternative(message.html, subtype="html", charset="utf-8")
+    for attachment in message.attachments:
+        ctype = attachment.content_type or (
+            mimetypes.guess_type(attachment.filename)[0] or "application/octet-stream"
+        )
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    recipients = message.envelope_recipients
+    smtputf8 = not all(_ascii_mailbox(a) for a in (message.from_.address, *recipients))
+    data = msg.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP)
+    return Composed(message_id, data, message.from_.address, recipients, smtputf8)
+
+
+def _refuse_newlines(message: OutboundMessage) -> None:
+    values = [message.subject, *(v for pair in message.headers for v in pair)]
+    for addr in (message.from_, *message.to, *message.cc, *message.bcc):
+        values += [addr.name, addr.address]
+    values += [a.filename for a in message.attachments]
+    for value in values:
+        if "\r" in value or "\n" in value:
+            raise HeaderInjectionError(f"CR or LF in a header value: {value[:60]!r}")
+
+
+def _idna(domain: str) -> str:
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def _ascii_mailbox(address: str) -> bool:
+    return address.rpartition("@")[0].isascii()
+
+
+def _header_address(addr: Address) -> HeaderAddress:
+    local, _, domain = addr.address.rpartition("@")
+    return HeaderAddress(display_name=addr.name, username=local, domain=_idna(domain))

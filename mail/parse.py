@@ -1,0 +1,286 @@
+"""Read raw message bytes into a ParsedMessage. Never raises: defects are data."""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.utils
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage, Message
+from html.parser import HTMLParser
+
+from mailport.mail import charsets
+from mailport.mail.message import Address, Attachment, ParsedMessage
+
+_MSGID = re.compile(r"<[^<>\s]+>")
+_TEXT_SUBTYPES = {"plain", "html"}
+
+
+_OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def parse(raw: bytes) -> ParsedMessage:
+    defects: list[str] = []
+    raw = _normalise_header_block(raw, defects)
+    try:
+        msg = email.message_from_bytes(raw, policy=policy.default)
+    except Exception as exc:  # the stdlib parser is meant not to raise; be sure of it
+        return _unreadable(f"parser failed: {type(exc).__name__}: {exc}")
+    if not raw.strip() or not list(msg.keys()):
+        return _unreadable("no header fields: not an RFC 5322 message")
+    defects.extend(type(d).__name__ for d in msg.defects)
+
+    def header(name: str) -> str:
+        return _header(msg, name, defects)
+
+    def addresses(name: str) -> tuple[Address, ...]:
+        return _addresses(msg, name, defects)
+
+    text, html, attachments = _body(msg, defects)
+    return ParsedMessage(
+        message_id=_first_msgid(header("Message-ID")),
+        subject=header("Subject"),
+        from_=addresses("From"),
+        to=addresses("To"),
+        cc=addresses("Cc"),
+        reply_to=addresses("Reply-To"),
+        sender=addresses("Sender"),
+        date=_date(msg, defects),
+        in_reply_to=_first_msgid(header("In-Reply-To")),
+        references=tuple(_MSGID.findall(header("References"))),
+        text=text,
+        html=html,
+        attachments=tuple(attachments),
+        auto_submitted=_auto_submitted(header),
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+def _normalise_header_block(raw: bytes, defects: list[str]) -> bytes:
+    """Undo two things the stdlib parser cannot read: a leading BOM, and the obsolete
+    RFC 5322 section 4.5 syntax of whitespace between a field name and its colon."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        defects.append("byte order mark before the header")
+    end = _HEADER_END.search(raw)
+    head, tail = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
+    fixed, count = _OBS_FIELD_NAME.subn(rb"\1:", head)
+    if count:
+        defects.append("whitespace between a field name and its colon")
+        return fixed + tail
+    return raw
+
+
+def _unreadable(reason: str) -> ParsedMessage:
+    return ParsedMessage(
+        message_id=None,
+        subject="",
+        from_=(),
+        to=(),
+        cc=(),
+        reply_to=(),
+        sender=(),
+        date=None,
+        in_reply_to=None,
+        references=(),
+        text="",
+        html=None,
+        attachments=(),
+        auto_submitted=None,
+        defects=(reason,),
+        fatal=reason,
+    )
+
+
+def _header(msg: Message, name: str, defects: list[str]) -> str:
+    try:
+        value = msg.get(name)
+        return "" if value is None else " ".join(_unescape_8bit(str(value)).split())
+    except Exception as exc:
+        defects.append(f"{name}: {type(exc).__name__}")
+    return " ".join(" ".join(_decode_words(v).split()) for v in _raw_values(msg, name))
+
+
+def _raw_values(msg: Message, name: str) -> list[str]:
+    """Header values as received, without the registry's parsing (which can raise)."""
+    wanted = name.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _unescape_8bit(value: str) -> str:
+    """The email package keeps undecodable 8-bit header bytes as surrogates; decode them."""
+    if any("\udc80" <= c <= "\udcff" for c in value):
+        return charsets.decode(value.encode("utf-8", "surrogateescape"), None)[0]
+    return value
+
+
+def _decode_words(value: str) -> str:
+    """RFC 2047 words decoded, and raw 8-bit bytes (kept as surrogates) decoded by charset."""
+    value = _unescape_8bit(value)
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except Exception:
+        return value
+
+
+def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
+    found: list[Address] = []
+    try:
+        for value in msg.get_all(name, failobj=[]):
+            for addr in getattr(value, "addresses", ()):
+                if addr.addr_spec and addr.addr_spec != "<>":
+                    found.append(
+                        Address(
+                            _unescape_8bit(addr.display_name or ""), _unescape_8bit(addr.addr_spec)
+                        )
+                    )
+        if found:
+            return tuple(found)
+    except Exception as exc:
+        defects.append(f"{name}: {type(exc).__name__}")
+    values = [_decode_words(v) for v in _raw_values(msg, name)]
+    for display, spec in email.utils.getaddresses(values):
+        if "@" in spec:
+            found.append(Address(display, spec))
+    return tuple(found)
+
+
+def _first_msgid(value: str) -> str | None:
+    match = _MSGID.search(value)
+    return match.group(0) if match else None
+
+
+def _date(msg: Message, defects: list[str]) -> datetime | None:
+    try:
+        value = msg.get("Date")
+        return None if value is None else getattr(value, "datetime", None)
+    except Exception as exc:
+        defects.append(f"Date: {type(exc).__name__}")
+        return None
+
+
+def _auto_submitted(header: Callable[[str], str]) -> str | None:
+    value = header("Auto-Submitted").lower()
+    if value and not value.startswith("no"):
+        return value
+    precedence = header("Precedence").lower()
+    if precedence in {"bulk", "junk", "list", "auto_reply"}:
+        return f"precedence: {precedence}"
+    if header("X-Autoreply") or header("X-Autorespond"):
+        return "x-autoreply"
+    return None
+
+
+def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attachment]]:
+    texts: list[str] = []
+    htmls: list[str] = []
+    attachments: list[Attachment] = []
+    for part in _leaves(msg, defects):
+        maintype, subtype = part.get_content_maintype(), part.get_content_subtype()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = _filename(part, defects)
+        is_body = (
+            maintype == "text"
+            and subtype in _TEXT_SUBTYPES
+            and disposition != "attachment"
+            and filename is None
+        )
+        payload = _payload(part, defects)
+        if is_body:
+            body, defect = charsets.decode(payload, part.get_content_charset())
+            if defect:
+                defects.append(defect)
+            (texts if subtype == "plain" else htmls).append(body)
+        else:
+            attachments.append(
+                Attachment(
+                    filename=filename,
+                    content_type=f"{maintype}/{subtype}",
+                    size=len(payload),
+                    sha256=hashlib.sha256(payload).hexdigest(),
+                    inline=disposition == "inline",
+                )
+            )
+    html = "\n".join(htmls) if htmls else None
+    text = "\n".join(texts) if texts else (html_to_text(html) if html else "")
+    return text, html, attachments
+
+
+def _leaves(msg: Message, defects: list[str], depth: int = 0) -> list[Message]:
+    """Leaf parts in order; message/rfc822 parts are leaves (attachments), not descended."""
+    if depth > 50:
+        defects.append("multipart nesting deeper than 50 levels")
+        return []
+    if not msg.is_multipart() or msg.get_content_maintype() == "message":
+        return [msg]
+    leaves: list[Message] = []
+    payload = msg.get_payload()
+    for part in payload if isinstance(payload, list) else []:
+        if isinstance(part, Message):
+            leaves.extend(_leaves(part, defects, depth + 1))
+    return leaves
+
+
+def _payload(part: Message, defects: list[str]) -> bytes:
+    try:
+        if part.get_content_maintype() == "message" or part.is_multipart():
+            return part.as_bytes(policy=policy.SMTP) if isinstance(part, EmailMessage) else b""
+        data = part.get_payload(decode=True)
+        return data if isinstance(data, bytes) else b""
+    except Exception as exc:
+        defects.append(f"payload: {type(exc).__name__}")
+        raw = part.get_payload()
+        return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
+
+
+def _filename(part: Message, defects: list[str]) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception as exc:
+        defects.append(f"filename: {type(exc).__name__}")
+        return None
+    return _decode_words(name) if name else None
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title"})
+    _BREAK = frozenset(
+        {"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BREAK:
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+        elif tag in self._BREAK:
+            self.chunks.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.chunks.append(data)
+
+
+def html_to_text(html: str) -> str:
+    extractor = _TextExtractor()
+    try:
+        extractor.feed(html)
+        extractor.close()
+    except Exception:
+        return re.sub(r"<[^>]*>", " ", html)
+    lines = (" ".join(line.split()) for line in "".join(extractor.chunks).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

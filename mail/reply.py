@@ -1,0 +1,114 @@
+"""Replies that thread in every client: recipients, subject prefix, In-Reply-To, References."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+from mailport.mail.compose import OutboundMessage
+from mailport.mail.message import Address, ParsedMessage
+
+# Reply and forward-of-reply prefixes used by common clients in many languages.
+_PREFIX = re.compile(
+    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|rif|res|odp|vá|atb|yn|回复|答复|回覆|返信)"
+    r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
+    re.IGNORECASE,
+)
+MAX_REFERENCES = 20
+
+
+class Unanswerable(ValueError):
+    """The message has no address a reply could go to, or must not be answered."""
+
+
+def reply_subject(subject: str) -> str:
+    return "Re: " + _PREFIX.sub("", subject).strip()
+
+
+def reply_recipients(
+    original: ParsedMessage, *, reply_all: bool = False, own: frozenset[str] = frozenset()
+) -> tuple[Address, ...]:
+    """Reply-To, else From; with reply_all also To and Cc, leaving out our own addresses."""
+    primary = original.reply_to or original.from_
+    chosen = list(primary)
+    if reply_all:
+        chosen += [*original.to, *original.cc]
+    seen: set[str] = set()
+    result = []
+    for addr in chosen:
+        key = addr.address.lower()
+        if addr.usable and key not in seen and key not in own:
+            seen.add(key)
+            result.append(addr)
+    return tuple(result)
+
+
+def references(original: ParsedMessage) -> tuple[str, ...]:
+    """The original's chain plus its own id, keeping the root and the newest when too long."""
+    chain = list(original.references)
+    if not chain and original.in_reply_to:
+        chain = [original.in_reply_to]
+    if original.message_id:
+        chain.append(original.message_id)
+    chain = list(dict.fromkeys(chain))
+    if len(chain) > MAX_REFERENCES:
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
+    return tuple(chain)
+
+
+def reply_to(
+    original: ParsedMessage,
+    *,
+    from_: Address,
+    text: str,
+    html: str | None = None,
+    reply_all: bool = False,
+    own: frozenset[str] = frozenset(),
+) -> OutboundMessage:
+    """A reply quoting the original; raises Unanswerable when there is nobody to answer."""
+    if original.auto_submitted:
+        raise Unanswerable(f"auto-submitted message ({original.auto_submitted}); RFC 3834")
+    recipients = reply_recipients(original, reply_all=reply_all, own=own | {from_.address.lower()})
+    if not recipients:
+        raise Unanswerable("no usable sender address (Reply-To, From)")
+    headers: list[tuple[str, str]] = [("Auto-Submitted", "auto-replied")]
+    if original.message_id:
+        headers.append(("In-Reply-To", original.message_id))
+    chain = references(original)
+    if chain:
+        headers.append(("References", " ".join(chain)))
+    quoted_html = None
+    if html is not None or original.html is not None:
+        quoted_html = (html or f"<p>{html_lib.escape(text)}</p>") + _quote_html(original)
+    return OutboundMessage(
+        from_=from_,
+        to=recipients[:1],
+        cc=recipients[1:],
+        subject=reply_subject(original.subject),
+        text=text + "\n\n" + _quote_text(original),
+        html=quoted_html,
+        headers=tuple(headers),
+    )
+
+
+def _attribution(original: ParsedMessage) -> str:
+    who = str(original.from_[0]) if original.from_ else "the sender"
+    when = original.date.strftime("%Y-%m-%d %H:%M %z").strip() if original.date else None
+    return f"On {when}, {who} wrote:" if when else f"{who} wrote:"
+
+
+def _quote_text(original: ParsedMessage) -> str:
+    body = "\n".join("> " + line if line else ">" for line in original.text.splitlines())
+    return f"{_attribution(original)}\n{body}\n"
+
+
+def _quote_html(original: ParsedMessage) -> str:
+    inner = (
+        original.html
+        if original.html is not None
+        else ("<pre>" + html_lib.escape(original.text) + "</pre>")
+    )
+    return (
+        f"<p>{html_lib.escape(_attribution(original))}</p>"
+        f'<blockquote type="cite">{inner}</blockquote>'
+    )

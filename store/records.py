@@ -1,0 +1,62 @@
+"""Plain records that cross the store's boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Fate(StrEnum):
+    """What became of an inbound message, as the store and the server see it."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    QUARANTINED = "quarantined"
+
+    @property
+    def finished(self) -> bool:
+        return self is not Fate.CLAIMED
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    direction: str
+    connection: str | None
+    application: str | None
+    message_id: str | None
+    sender: str | None
+    recipients: tuple[str, ...]
+    subject: str
+    status: str
+    reason: str | None = None
+    in_reply_to: str | None = None
+    language: str | None = None
+    defects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A rendered message ready to queue."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    smtputf8: bool
+    application: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMail:
+    id: int
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    smtputf8: bool
+    attempts: int
+    application: str | None
+
+
+class Fenced(Exception):
+    """A newer epoch owns this connection; the caller must stop processing its mail."""

@@ -1,0 +1,93 @@
+"""Tables. Times are UTC seconds since the epoch, so ordering is exact on every backend."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+fences = Table(
+    "fences",
+    metadata,
+    Column("connection", String(64), primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+)
+
+# One row per inbound message ever seen: the dedupe key and its fate.
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("dedupe_key", String(512), primary_key=True),
+    Column("connection", String(64), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # claimed | done | quarantined
+    Column("raw", LargeBinary),  # kept for SMTP-spooled mail until done
+    Column("claimed_at", Float, nullable=False),
+    Column("done_at", Float),
+    Index("ix_inbound_connection_state", "connection", "state"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("direction", String(3), nullable=False),  # in | out
+    Column("connection", String(64)),
+    Column("application", String(64)),
+    Column("dedupe_key", String(512)),
+    Column("message_id", String(998)),
+    Column("in_reply_to", String(998)),
+    Column("sender", String(998)),
+    Column("recipients", Text),
+    Column("subject", Text),
+    Column("language", String(16)),
+    Column("status", String(16), nullable=False),  # handled | unanswerable | quarantined
+    Column("reason", Text),
+    Column("defects", Text),
+    Column("created_at", Float, nullable=False),
+    Index("ix_contacts_message_id", "message_id"),
+)
+
+outbound = Table(
+    "outbound",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(998), nullable=False, unique=True),
+    Column("application", String(64)),
+    Column("source_key", String(512)),  # the inbound message this answers, if any
+    Column("sender", String(998), nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON list
+    Column("data", LargeBinary, nullable=False),
+    Column("smtputf8", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False),  # queued | sending | sent | deferred | failed
+    Column("connection", String(64)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("queued_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Index("ix_outbound_state_next", "state", "next_attempt_at"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(512), nullable=False, unique=True),
+    Column("connection", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

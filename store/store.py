@@ -1,0 +1,344 @@
+"""The store: dedupe and fencing, the outbound queue, contacts and quarantine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mailport.store import schema
+from mailport.store.records import Contact, Fate, Fenced, Outgoing, QueuedMail
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        engine = create_async_engine(url, pool_pre_ping=False)
+        if engine.dialect.name == "sqlite":
+            _sqlite_for_many_processes(engine)
+        store = cls(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    # -- fencing -------------------------------------------------------------------------
+
+    async def fence(self, connection: str, epoch: int) -> int:
+        """Raise the connection's epoch to at least `epoch`; return the epoch now in force."""
+        async with self._tx() as conn:
+            current = await _epoch(conn, connection)
+            if current is None:
+                await conn.execute(insert(schema.fences).values(connection=connection, epoch=epoch))
+                return epoch
+            if epoch > current:
+                await conn.execute(
+                    update(schema.fences)
+                    .where(schema.fences.c.connection == connection)
+                    .values(epoch=epoch)
+                )
+                return epoch
+            return current
+
+    # -- inbound -------------------------------------------------------------------------
+
+    async def claim(self, connection: str, epoch: int, keys: Iterable[str]) -> dict[str, Fate]:
+        """Claim messages for processing; finished ones come back as DONE or QUARANTINED."""
+        keys = list(dict.fromkeys(keys))
+        now = time.time()
+        async with self._tx() as conn:
+            await _check_epoch(conn, connection, epoch)
+            known = await _fates(conn, keys)
+            new = [k for k in keys if k not in known]
+            if new:
+                await conn.execute(
+                    insert(schema.inbound),
+                    [
+                        dict(
+                            dedupe_key=k,
+                            connection=connection,
+                            epoch=epoch,
+                            state=Fate.CLAIMED,
+                            claimed_at=now,
+                        )
+                        for k in new
+                    ],
+                )
+            stale = [k for k, fate in known.items() if fate is Fate.CLAIMED]
+            if stale:
+                await conn.execute(
+                    update(schema.inbound)
+                    .where(schema.inbound.c.dedupe_key.in_(stale))
+                    .values(epoch=epoch, claimed_at=now)
+                )
+        return {k: known.get(k, Fate.CLAIMED) for k in keys}
+
+    async def spool(self, connection: str, epoch: int, key: str, raw: bytes) -> None:
+        """Durably accept mail that arrived by SMTP, before answering 250."""
+        async with self._tx() as conn:
+            await _check_epoch(conn, connection, epoch)
+            await conn.execute(
+                insert(schema.inbound).values(
+                    dedupe_key=key,
+                    connection=connection,
+                    epoch=epoch,
+                    state=Fate.CLAIMED,
+                    raw=raw,
+                    claimed_at=time.time(),
+                )
+            )
+
+    async def spooled(self, connection: str) -> list[tuple[str, bytes]]:
+        """Spooled SMTP mail that is not yet processed, oldest first."""
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                select(schema.inbound.c.dedupe_key, schema.inbound.c.raw)
+                .where(schema.inbound.c.connection == connection)
+                .where(schema.inbound.c.state == Fate.CLAIMED)
+                .where(schema.inbound.c.raw.is_not(None))
+                .order_by(schema.inbound.c.claimed_at)
+            )
+            return [(r.dedupe_key, r.raw) for r in rows]
+
+    async def finish(
+        self,
+        *,
+        connection: str,
+        epoch: int,
+        key: str,
+        fate: Fate,
+        contact: Contact,
+        outgoing: Iterable[Outgoing] = (),
+        quarantine: tuple[str, bytes] | None = None,
+    ) -> bool:
+        """Record the outcome of processing one message in one transaction: its contact
+        record, what it queued, its quarantine copy. False if it was already finished."""
+        now = time.time()
+        async with self._tx() as conn:
+            await _check_epoch(conn, connection, epoch)
+            fates = await _fates(conn, [key])
+            if fates.get(key, Fate.CLAIMED).finished:
+                return False
+            if key not in fates:
+                await conn.execute(
+                    insert(schema.inbound).values(
+                        dedupe_key=key,
+                        connection=connection,
+                        epoch=epoch,
+                        state=fate,
+                        claimed_at=now,
+                        done_at=now,
+                    )
+                )
+            else:
+                await conn.execute(
+                    update(schema.inbound)
+                    .where(schema.inbound.c.dedupe_key == key)
+                    .values(state=fate, done_at=now, raw=None)
+                )
+            await conn.execute(
+                insert(schema.contacts).values(
+                    **_contact_row(contact), dedupe_key=key, created_at=now
+                )
+            )
+            rows = [_outbound_row(o, key, now) for o in outgoing]
+            if rows:
+                await conn.execute(insert(schema.outbound), rows)
+            if quarantine is not None:
+                reason, raw = quarantine
+                await conn.execute(
+                    insert(schema.quarantine).values(
+                        dedupe_key=key,
+                        connection=connection,
+                        reason=reason,
+                        raw=raw,
+                        created_at=now,
+                    )
+                )
+            return True
+
+    # -- outbound queue ------------------------------------------------------------------
+
+    async def enqueue(self, outgoing: Iterable[Outgoing]) -> None:
+        now = time.time()
+        rows = [_outbound_row(o, None, now) for o in outgoing]
+        if rows:
+            async with self._tx() as conn:
+                await conn.execute(insert(schema.outbound), rows)
+
+    async def take_outbound(self, connection: str, limit: int, lease: float) -> list[QueuedMail]:
+        """Lease due mail to a connection. A lease that runs out (its holder died) frees
+        the mail for any connection again."""
+        now = time.time()
+        t = schema.outbound
+        due = (t.c.state.in_(("queued", "deferred")) & (t.c.next_attempt_at <= now)) | (
+            (t.c.state == "sending") & (t.c.lease_until < now)
+        )
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(t).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+                )
+            ).all()
+            if not rows:
+                return []
+            await conn.execute(
+                update(t)
+                .where(t.c.id.in_([r.id for r in rows]))
+                .values(
+                    state="sending",
+                    connection=connection,
+                    lease_until=now + lease,
+                    attempts=t.c.attempts + 1,
+                )
+            )
+        return [
+            QueuedMail(
+                r.id,
+                r.message_id,
+                r.sender,
+                tuple(json.loads(r.recipients)),
+                r.data,
+                bool(r.smtputf8),
+                r.attempts + 1,
+                r.application,
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(self, ids: Iterable[int]) -> None:
+        await self._set_outbound(ids, state="sent", sent_at=time.time(), lease_until=None)
+
+    async def mark_deferred(self, ids: Iterable[int], error: str, retry_in: float) -> None:
+        await self._set_outbound(
+            ids,
+            state="deferred",
+            last_error=error,
+            next_attempt_at=time.time() + retry_in,
+            lease_until=None,
+        )
+
+    async def mark_failed(self, ids: Iterable[int], error: str) -> None:
+        await self._set_outbound(ids, state="failed", last_error=error, lease_until=None)
+
+    async def _set_outbound(self, ids: Iterable[int], **values: Any) -> None:
+        ids = list(ids)
+        if ids:
+            async with self._tx() as conn:
+                await conn.execute(
+                    update(schema.outbound).where(schema.outbound.c.id.in_(ids)).values(**values)
+                )
+
+    # -- queries -------------------------------------------------------------------------
+
+    async def outbound_states(self) -> dict[str, int]:
+        t = schema.outbound
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t.c.state, func.count()).group_by(t.c.state))
+            return {state: n for state, n in rows.tuples()}
+
+    async def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
+        """Every row of a table matching equality filters; for reports and tests."""
+        t = schema.metadata.tables[table]
+        query = select(t)
+        for column, value in where.items():
+            query = query.where(t.c[column] == value)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def sqlite_path(url: str) -> Path | None:
+    marker = ":///"
+    return Path(url.split(marker, 1)[1]) if url.startswith("sqlite") and marker in url else None
+
+
+def _sqlite_for_many_processes(engine: AsyncEngine) -> None:
+    """Every actor is a process with its own connection: WAL lets readers run beside the
+    writer, and BEGIN IMMEDIATE takes the write lock up front, so two writers wait for each
+    other (busy_timeout) instead of failing when a read lock cannot be upgraded."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _epoch(conn: AsyncConnection, connection: str) -> int | None:
+    row = await conn.execute(
+        select(schema.fences.c.epoch).where(schema.fences.c.connection == connection)
+    )
+    return row.scalar()
+
+
+async def _check_epoch(conn: AsyncConnection, connection: str, epoch: int) -> None:
+    current = await _epoch(conn, connection)
+    if current is not None and current > epoch:
+        raise Fenced(f"{connection}: epoch {epoch} is stale; {current} owns it now")
+
+
+async def _fates(conn: AsyncConnection, keys: list[str]) -> dict[str, Fate]:
+    fates: dict[str, Fate] = {}
+    for start in range(0, len(keys), 500):
+        rows = await conn.execute(
+            select(schema.inbound.c.dedupe_key, schema.inbound.c.state).where(
+                schema.inbound.c.dedupe_key.in_(keys[start : start + 500])
+            )
+        )
+        fates.update({k: Fate(s) for k, s in rows.tuples()})
+    return fates
+
+
+def _contact_row(c: Contact) -> dict[str, Any]:
+    return dict(
+        direction=c.direction,
+        connection=c.connection,
+        application=c.application,
+        message_id=c.message_id,
+        in_reply_to=c.in_reply_to,
+        sender=c.sender,
+        recipients=json.dumps(c.recipients, ensure_ascii=False),
+        subject=c.subject,
+        language=c.language,
+        status=c.status,
+        reason=c.reason,
+        defects=json.dumps(c.defects, ensure_ascii=False),
+    )
+
+
+def _outbound_row(o: Outgoing, source_key: str | None, now: float) -> dict[str, Any]:
+    return dict(
+        message_id=o.message_id,
+        application=o.application,
+        source_key=source_key,
+        sender=o.sender,
+        recipients=json.dumps(o.recipients, ensure_ascii=False),
+        data=o.data,
+        smtputf8=int(o.smtputf8),
+        state="queued",
+        attempts=0,
+        next_attempt_at=now,
+        queued_at=now,
+    )

@@ -1,0 +1,1 @@
+"""Real mail servers (Dovecot, an SMTP sink) for the test suite."""
