@@ -1,1 +1,1 @@
-"""x."""
+"""Ray actors: inbound and outbound connections, router shards, the statistics aggregator."""

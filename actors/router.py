@@ -65,6 +65,12 @@ class RouterShard:
             return results
 
     async def _one(self, store: Store, item: InboundItem) -> Fate | None:
+        # A redelivery (the inbound side crashed after handing this over) must not run the
+        # application again. Under the shard's lock nothing can finish it between here and
+        # our own commit.
+        known = await store.fate(item.key)
+        if known is not None and known.finished:
+            return known
         outcome = await self._decide(item)
         try:
             fresh = await store.finish(

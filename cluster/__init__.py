@@ -1,1 +1,1 @@
-"""x."""
+"""The control plane: coordinator, node supervision, and the `mailport` command."""

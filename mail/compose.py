@@ -62,10 +62,13 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
         msg["Cc"] = [_header_address(a) for a in message.cc]
     msg["Subject"] = message.subject
     msg["Date"] = email.utils.formatdate(localtime=False)
-    msg["Message-ID"] = message_id
     msg["MIME-Version"] = "1.0"
+    ids = [("Message-ID", message_id)]
     for name, value in message.headers:
-        msg[name] = value
+        if name.lower() in _ID_HEADERS:
+            ids.append((name, value))
+        else:
+            msg[name] = value
     msg.set_content(message.text, charset="utf-8")
     if message.html is not None:
         msg.add_alternative(message.html, subtype="html", charset="utf-8")
@@ -79,8 +82,19 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
         )
     recipients = message.envelope_recipients
     smtputf8 = not all(_ascii_mailbox(a) for a in (message.from_.address, *recipients))
-    data = msg.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP)
+    data = _with_ids(msg.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP), ids)
     return Composed(message_id, data, message.from_.address, recipients, smtputf8)
+
+
+# The email package folds a long id list as unstructured text, into RFC 2047 encoded words
+# that no client reads as ids; these are written as they are, folded only between ids.
+_ID_HEADERS = {"message-id", "in-reply-to", "references"}
+
+
+def _with_ids(data: bytes, ids: list[tuple[str, str]]) -> bytes:
+    end = data.find(b"\r\n\r\n") + 2
+    lines = [f"{name}: " + "\r\n ".join(value.split()) + "\r\n" for name, value in ids]
+    return data[:end] + "".join(lines).encode("utf-8") + data[end:]
 
 
 def _refuse_newlines(message: OutboundMessage) -> None:

@@ -17,6 +17,9 @@ from mailport.mail import charsets
 from mailport.mail.message import Address, Attachment, ParsedMessage
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+# RFC 5322 section 4.5.4: the obsolete syntax allows comments and folding inside an id.
+_OBS_MSGID = re.compile(r"<[^<>]+@[^<>]+>")
+_CFWS = re.compile(r"\([^()]*\)|\s+")
 _TEXT_SUBTYPES = {"plain", "html"}
 
 
@@ -41,9 +44,14 @@ def parse(raw: bytes) -> ParsedMessage:
     def addresses(name: str) -> tuple[Address, ...]:
         return _addresses(msg, name, defects)
 
+    def ids(name: str) -> str:
+        # Message ids are taken verbatim: a reply must echo them byte for byte, and the
+        # header registry rewrites the unusual ones (two @ signs, say).
+        return " ".join(_unescape_8bit(v) for v in _raw_values(msg, name))
+
     text, html, attachments = _body(msg, defects)
     return ParsedMessage(
-        message_id=_first_msgid(header("Message-ID")),
+        message_id=_first_msgid(ids("Message-ID")),
         subject=header("Subject"),
         from_=addresses("From"),
         to=addresses("To"),
@@ -51,8 +59,8 @@ def parse(raw: bytes) -> ParsedMessage:
         reply_to=addresses("Reply-To"),
         sender=addresses("Sender"),
         date=_date(msg, defects),
-        in_reply_to=_first_msgid(header("In-Reply-To")),
-        references=tuple(_MSGID.findall(header("References"))),
+        in_reply_to=_first_msgid(ids("In-Reply-To")),
+        references=tuple(_MSGID.findall(ids("References"))),
         text=text,
         html=html,
         attachments=tuple(attachments),
@@ -128,31 +136,59 @@ def _decode_words(value: str) -> str:
         return value
 
 
+_BARE_LIST = re.compile(r"^\s*[^\s<>\",;]+@[^\s<>\",;]+(?:\s+[^\s<>\",;]+@[^\s<>\",;]+)+\s*$")
+
+
 def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
-    found: list[Address] = []
+    raw = [_unescape_8bit(v) for v in _raw_values(msg, name)]
+    if raw and all(_BARE_LIST.match(v) for v in raw):
+        # "From: a@example.com b@example.com": bare addresses with the commas left out.
+        defects.append(f"{name}: addresses not separated by commas")
+        return tuple(Address("", token) for v in raw for token in v.split())
+    strict: list[Address] = []
     try:
         for value in msg.get_all(name, failobj=[]):
             for addr in getattr(value, "addresses", ()):
                 if addr.addr_spec and addr.addr_spec != "<>":
-                    found.append(
-                        Address(
-                            _unescape_8bit(addr.display_name or ""), _unescape_8bit(addr.addr_spec)
+                    strict.append(
+                        _unbracketed(
+                            _unescape_8bit(addr.display_name or ""),
+                            _unescape_8bit(addr.addr_spec),
+                            defects,
                         )
                     )
-        if found:
-            return tuple(found)
+        if strict and all(a.usable for a in strict):
+            return tuple(strict)
     except Exception as exc:
         defects.append(f"{name}: {type(exc).__name__}")
-    values = [_decode_words(v) for v in _raw_values(msg, name)]
-    for display, spec in email.utils.getaddresses(values):
-        if "@" in spec:
-            found.append(Address(display, spec))
-    return tuple(found)
+    # The lenient reading copes with what the strict one cannot, such as an unquoted "@"
+    # in a display name; keep whichever reading found more usable mailboxes.
+    try:
+        pairs = email.utils.getaddresses([_decode_words(v) for v in raw])
+    except RecursionError:  # the legacy parser recurses once per group or route
+        defects.append(f"{name}: too deeply nested to read")
+        pairs = []
+    lenient = [_unbracketed(display, spec, defects) for display, spec in pairs if "@" in spec]
+    if sum(a.usable for a in lenient) > sum(a.usable for a in strict):
+        return tuple(lenient)
+    return tuple(strict or lenient)
+
+
+def _unbracketed(name: str, spec: str, defects: list[str]) -> Address:
+    """`From: Big Bug bb@bug.com` has no angle brackets; the obsolete syntax reads it as the
+    local part "Big Bug bb", but its writer meant the name Big Bug and the address
+    bb@bug.com, and so do mail clients."""
+    local, at, domain = spec.rpartition("@")
+    words = local.strip('"').split()
+    if at and len(words) > 1:
+        defects.append("address without angle brackets")
+        return Address(" ".join([name, *words[:-1]]).strip(), f"{words[-1]}@{domain}")
+    return Address(name, spec)
 
 
 def _first_msgid(value: str) -> str | None:
-    match = _MSGID.search(value)
-    return match.group(0) if match else None
+    match = _MSGID.search(value) or _OBS_MSGID.search(value)
+    return _CFWS.sub("", match.group(0)) if match else None
 
 
 def _date(msg: Message, defects: list[str]) -> datetime | None:

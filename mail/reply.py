@@ -28,7 +28,8 @@ def reply_subject(subject: str) -> str:
 def reply_recipients(
     original: ParsedMessage, *, reply_all: bool = False, own: frozenset[str] = frozenset()
 ) -> tuple[Address, ...]:
-    """Reply-To, else From; with reply_all also To and Cc, leaving out our own addresses."""
+    """Reply-To, else From (every mailbox in it: RFC 5322 section 3.6.3); with reply_all also
+    To and Cc, leaving out our own addresses."""
     primary = original.reply_to or original.from_
     chosen = list(primary)
     if reply_all:
@@ -68,9 +69,16 @@ def reply_to(
     """A reply quoting the original; raises Unanswerable when there is nobody to answer."""
     if original.auto_submitted:
         raise Unanswerable(f"auto-submitted message ({original.auto_submitted}); RFC 3834")
-    recipients = reply_recipients(original, reply_all=reply_all, own=own | {from_.address.lower()})
+    own = own | {from_.address.lower()}
+    recipients = reply_recipients(original, own=own)
     if not recipients:
         raise Unanswerable("no usable sender address (Reply-To, From)")
+    taken = {a.address.lower() for a in recipients}
+    others = tuple(
+        a
+        for a in reply_recipients(original, reply_all=reply_all, own=own)
+        if a.address.lower() not in taken
+    )
     headers: list[tuple[str, str]] = [("Auto-Submitted", "auto-replied")]
     if original.message_id:
         headers.append(("In-Reply-To", original.message_id))
@@ -82,8 +90,8 @@ def reply_to(
         quoted_html = (html or f"<p>{html_lib.escape(text)}</p>") + _quote_html(original)
     return OutboundMessage(
         from_=from_,
-        to=recipients[:1],
-        cc=recipients[1:],
+        to=recipients,
+        cc=others,
         subject=reply_subject(original.subject),
         text=text + "\n\n" + _quote_text(original),
         html=quoted_html,

@@ -88,6 +88,10 @@ class Store:
                 )
         return {k: known.get(k, Fate.CLAIMED) for k in keys}
 
+    async def fate(self, key: str) -> Fate | None:
+        async with self.engine.connect() as conn:
+            return (await _fates(conn, [key])).get(key)
+
     async def spool(self, connection: str, epoch: int, key: str, raw: bytes) -> None:
         """Durably accept mail that arrived by SMTP, before answering 250."""
         async with self._tx() as conn:

@@ -1,1 +1,1 @@
-"""x."""
+"""HTTP: the Application Interface API and the management console (to come)."""

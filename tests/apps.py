@@ -1,0 +1,38 @@
+"""Applications for the tests: they answer like `acknowledge` and keep a ledger of every call,
+written outside any transaction, so a test sees each time the application really ran."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mailport.actors.acknowledge import acknowledge
+from mailport.actors.application import ApplicationContext
+
+LEDGER = "MAILPORT_TEST_LEDGER"
+
+
+def record(ctx: ApplicationContext) -> None:
+    line = json.dumps(
+        {
+            "connection": ctx.connection,
+            "key": ctx.dedupe_key,
+            "message_id": ctx.message.message_id,
+            "subject": ctx.message.subject,
+        }
+    )
+    with open(os.environ[LEDGER], "a", encoding="utf-8") as ledger:
+        ledger.write(line + "\n")
+    acknowledge(ctx)
+
+
+def explode(ctx: ApplicationContext) -> None:
+    raise RuntimeError("this application always fails")
+
+
+def read_ledger(path: str) -> list[dict[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as ledger:
+            return [json.loads(line) for line in ledger if line.strip()]
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,138 @@
+"""Helpers for tests that drive mail through the shared node."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+from mailport.config.models import ImapInbound, Pop3Inbound
+from mailport.config.secrets import SecretSource
+
+from tests.servers.dovecot import Dovecot
+
+
+def password_file(dovecot: Dovecot) -> SecretSource:
+    path = Path(tempfile.mkdtemp()) / "password"
+    path.write_text(dovecot.password + "\n")
+    return SecretSource(file=path)
+
+
+def imap(dovecot: Dovecot, user: str, security: str = "tls", **extra: Any) -> ImapInbound:
+    port = {"none": dovecot.imap_port, "starttls": dovecot.imap_port, "tls": dovecot.imaps_port}[
+        security
+    ]
+    return ImapInbound(
+        kind="imap",
+        name=extra.pop("name", f"imap-{user}"),
+        host="localhost",
+        port=port,
+        security=security,
+        ca_file=dovecot.tls.ca_cert,
+        username=user,
+        password=extra.pop("password", password_file(dovecot)),
+        timeout=10,
+        **extra,
+    )
+
+
+def pop3(dovecot: Dovecot, user: str, security: str = "tls", **extra: Any) -> Pop3Inbound:
+    port = {"none": dovecot.pop3_port, "starttls": dovecot.pop3_port, "tls": dovecot.pop3s_port}[
+        security
+    ]
+    return Pop3Inbound(
+        kind="pop3",
+        name=extra.pop("name", f"pop3-{user}"),
+        host="localhost",
+        port=port,
+        security=security,
+        ca_file=dovecot.tls.ca_cert,
+        username=user,
+        password=extra.pop("password", password_file(dovecot)),
+        timeout=10,
+        poll_interval=extra.pop("poll_interval", 0.5),
+        **extra,
+    )
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float, what: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def stdlib_message(raw: bytes) -> Message:
+    """The test's own, independent reading of a message: the stdlib's legacy parser, after
+    RFC 5322 section 4.5's obsolete "Name  :" field syntax is read as "Name:"."""
+    head, sep, body = (
+        raw.partition(b"\n\n") if b"\r\n\r\n" not in raw else raw.partition(b"\r\n\r\n")
+    )
+    head = re.sub(rb"(?m)^([!-9;-~]+)[ \t]+:", rb"\1:", head)
+    return message_from_bytes(head + sep + body, policy=compat32)
+
+
+def expected_reply_addresses(raw: bytes) -> list[str]:
+    """Every usable mailbox (a local part and a dotted domain) of Reply-To, else of From."""
+    msg = stdlib_message(raw)
+    for header in ("Reply-To", "From"):
+        usable = []
+        values = [_utf8(v) for k, v in msg.raw_items() if k.lower() == header.lower()]
+        # "a@x.com b@y.com" with the commas left out still names two mailboxes.
+        values = [
+            ", ".join(v.split())
+            if all("@" in w for w in v.split()) and not set('<>",') & set(v)
+            else v
+            for v in values
+        ]
+        for _name, addr in getaddresses(values):
+            local, at, domain = addr.rpartition("@")
+            # "Big Bug bb@bug.com", written without angle brackets, means bb@bug.com.
+            local = local.split()[-1] if local.split() else local
+            addr = f"{local}@{domain}"
+            if at and local and "." in domain and addr.lower() not in usable:
+                usable.append(addr.lower())
+        if usable:
+            return usable
+    return []
+
+
+def _utf8(value: str) -> str:
+    """Raw UTF-8 header bytes (RFC 6532), which compat32 keeps as surrogate escapes."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_auto_submitted(raw: bytes) -> bool:
+    """RFC 3834: never answer automatic mail (Auto-Submitted other than "no", bulk/list)."""
+    msg = stdlib_message(raw)
+    auto = str(msg.get("Auto-Submitted", "")).strip().lower()
+    precedence = str(msg.get("Precedence", "")).strip().lower()
+    return (
+        (bool(auto) and not auto.startswith("no"))
+        or precedence in {"bulk", "junk", "list", "auto_reply"}
+        or bool(msg.get("X-Autoreply") or msg.get("X-Autorespond"))
+    )
+
+
+def msgid(value: str | None) -> str | None:
+    if not value:
+        return None
+    start, end = value.find("<"), value.find(">")
+    # RFC 5322 section 4.5.4: comments and spaces inside an obsolete id are not part of it.
+    return re.sub(r"\([^()]*\)|\s+", "", value[start : end + 1]) if 0 <= start < end else None
