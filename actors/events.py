@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import ray
+
 from mailport.actors.stats import Event
 
 log = logging.getLogger(__name__)

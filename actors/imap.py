@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import aioimaplib
+
 from mailport.actors.mailbox import Fetched, Ref
 from mailport.actors.tls import client_context
 from mailport.config.models import ImapInbound, Security

@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import ray
+
 from mailport.actors.events import EventSink
 from mailport.actors.imap import ImapMailbox
 from mailport.actors.mailbox import Fetched, Mailbox

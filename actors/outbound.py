@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import ray
+
 from mailport.actors.events import EventSink
 from mailport.actors.stats import Event
 from mailport.actors.transports import Result, transport_for

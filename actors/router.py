@@ -12,6 +12,7 @@ import traceback
 from dataclasses import dataclass
 
 import ray
+
 from mailport.actors.application import ApplicationContext, Handler, load_handler, run_handler
 from mailport.actors.events import EventSink
 from mailport.actors.stats import Event

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
 from mailport.actors.mailbox import Fetched, Ref
 from mailport.config.models import SmtpListenerInbound
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiosmtplib
+
 from mailport.actors.tls import client_context
 from mailport.config.models import MaildirOutbound, Security, SmtpOutbound
 from mailport.store import QueuedMail

@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from mailport.config import InvalidConfig, Settings, load
-from mailport.config.models import ImapInbound, MaildirOutbound, Pop3Inbound, SmtpListenerInbound
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+from mailport.config import InvalidConfig, Settings, load
+from mailport.config.models import ImapInbound, MaildirOutbound, Pop3Inbound, SmtpListenerInbound
+
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", type=Path, help="YAML settings file")
 
     status = commands.add_parser("status", help="per-connection counters of the running node")
+    status.add_argument("--config", type=Path, help="the settings the node runs with")
     status.add_argument("--json", action="store_true")
 
     config = commands.add_parser("config", help="configuration tools")
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(args.config)
     if args.command == "status":
-        return _status(args.json)
+        return _status(args.config, args.json)
     return _validate(args.file)
 
 
@@ -64,6 +65,7 @@ def _validate(path: Path) -> int:
 
 def _run(path: Path | None) -> int:
     import ray
+
     from mailport.cluster.node import Node, anchored, init_ray
 
     try:
@@ -91,7 +93,7 @@ def _run(path: Path | None) -> int:
                 print(_event_line(event), flush=True)
             ticks += 1
             if ticks % 10 == 0:
-                for state in await node.supervise():
+                for state in (await node.publish_status())["actors"]:
                     if state.get("error") and state["state"] != "running":
                         err.print(
                             f"mailport: {state['connection']}: {state['state']}: {state['error']}",
@@ -138,30 +140,34 @@ def _event_line(event: dict[str, Any]) -> str:
     return " ".join(parts) + detail
 
 
-def _status(as_json: bool) -> int:
-    import ray
-    from mailport.cluster.node import NAMESPACE
+def _status(path: Path | None, as_json: bool) -> int:
+    from mailport.cluster.node import anchored, read_status
 
     try:
-        ray.init(
-            address="auto", namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False
-        )
-        stats = ray.get_actor("stats")
-        snapshot: dict[str, dict[str, int]] = dict(ray.get(stats.snapshot.remote(), timeout=10))
-    except Exception as exc:
-        err.print(f"mailport: no running node found ({type(exc).__name__}: {exc})")
+        settings = anchored(_settings(path), Path.cwd())
+    except InvalidConfig as exc:
+        err.print(f"mailport: {exc}")
         return 1
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    status = read_status(settings)
+    if status is None:
+        err.print(f"mailport: no node is running from {settings.node.data_dir}")
+        return 1
     if as_json:
-        print(json.dumps(snapshot, sort_keys=True))
+        print(json.dumps(status, sort_keys=True))
         return 0
-    table = Table(title="mailport connections")
-    for column in ("connection", "in", "out", "failed"):
-        table.add_column(column, justify="left" if column == "connection" else "right")
-    for name, counts in sorted(snapshot.items()):
-        table.add_row(name, *(str(counts.get(k, 0)) for k in ("in", "out", "failed")))
+    states = {a["connection"]: a for a in status["actors"]}
+    table = Table(title=f"mailport node (pid {status['pid']})")
+    for column in ("connection", "state", "in", "out", "failed", "last error"):
+        table.add_column(column, justify="right" if column in {"in", "out", "failed"} else "left")
+    for name in sorted(set(status["counts"]) | set(states)):
+        counts = status["counts"].get(name, {})
+        state = states.get(name, {})
+        table.add_row(
+            name,
+            state.get("state", "-"),
+            *(str(counts.get(k, 0)) for k in ("in", "out", "failed")),
+            state.get("error") or "",
+        )
     console.print(table)
     return 0
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import ray
+
 from mailport.actors.events import STATS_ACTOR
 from mailport.actors.inbound import InboundConnection
 from mailport.actors.outbound import OutboundConnection
@@ -50,6 +53,20 @@ def init_ray(address: str | None = None) -> None:
             include_dashboard=False,
             **options,
         )
+
+
+def status_file(settings: Settings) -> Path:
+    return settings.node.data_dir / "status.json"
+
+
+def read_status(settings: Settings) -> dict[str, Any] | None:
+    """What the node running from this data directory last published, if it still runs."""
+    try:
+        status: dict[str, Any] = json.loads(status_file(settings).read_text())
+        os.kill(int(status["pid"]), 0)
+        return status
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 class Node:
@@ -137,6 +154,20 @@ class Node:
     async def snapshot(self) -> dict[str, dict[str, int]]:
         return dict(await self.stats.snapshot.remote())
 
+    async def publish_status(self) -> dict[str, Any]:
+        """Write the live counters and actor states where `mailport status` reads them."""
+        status = {
+            "pid": os.getpid(),
+            "updated_at": time.time(),
+            "counts": await self.snapshot(),
+            "actors": await self.supervise(),
+        }
+        path = status_file(self.settings)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(path)
+        return status
+
     async def stop(self) -> None:
         for name in list(self.inbound):
             await self._stop_inbound(name)
@@ -144,6 +175,7 @@ class Node:
             ray.kill(actor)
         self.outbound.clear()
         self.shards.clear()
+        status_file(self.settings).unlink(missing_ok=True)
 
 
 def _actor(cls: object) -> Any:

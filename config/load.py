@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mailport.config.models import Settings
 from pydantic import ValidationError
+
+from mailport.config.models import Settings
 
 Location = tuple[str | int, ...]
 

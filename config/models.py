@@ -7,8 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from mailport.config.secrets import SecretSource
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mailport.config.secrets import SecretSource
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=_NAME)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import mimetypes
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
@@ -53,6 +53,7 @@ class Composed:
 def compose(message: OutboundMessage, *, message_id: str | None = None) -> Composed:
     """Render the message; the Message-ID is made under the sender's domain unless given."""
     _refuse_newlines(message)
+    message = _without_line_separators(message)
     domain = message.from_.address.rpartition("@")[2] or "localhost"
     message_id = message_id or f"<{uuid.uuid4().hex}@{_idna(domain)}>"
     msg = EmailMessage(policy=policy.SMTP)
@@ -105,6 +106,29 @@ def _refuse_newlines(message: OutboundMessage) -> None:
     for value in values:
         if "\r" in value or "\n" in value:
             raise HeaderInjectionError(f"CR or LF in a header value: {value[:60]!r}")
+
+
+# Characters str.splitlines() breaks on besides CR and LF. They cannot inject a header at
+# the SMTP level, but the email package refuses them; in a header they mean a space.
+_SEPARATORS = dict.fromkeys(map(ord, "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+
+
+def _without_line_separators(message: OutboundMessage) -> OutboundMessage:
+    def clean(addr: Address) -> Address:
+        return Address(addr.name.translate(_SEPARATORS), addr.address)
+
+    return replace(
+        message,
+        subject=message.subject.translate(_SEPARATORS),
+        from_=clean(message.from_),
+        to=tuple(map(clean, message.to)),
+        cc=tuple(map(clean, message.cc)),
+        bcc=tuple(map(clean, message.bcc)),
+        headers=tuple((k, v.translate(_SEPARATORS)) for k, v in message.headers),
+        attachments=tuple(
+            replace(a, filename=a.filename.translate(_SEPARATORS)) for a in message.attachments
+        ),
+    )
 
 
 def _idna(domain: str) -> str:

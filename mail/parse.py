@@ -158,7 +158,7 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ..
                         )
                     )
         if strict and all(a.usable for a in strict):
-            return tuple(strict)
+            return _names_from_encoded_words(strict, raw)
     except Exception as exc:
         defects.append(f"{name}: {type(exc).__name__}")
     # The lenient reading copes with what the strict one cannot, such as an unquoted "@"
@@ -172,6 +172,22 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ..
     if sum(a.usable for a in lenient) > sum(a.usable for a in strict):
         return tuple(lenient)
     return tuple(strict or lenient)
+
+
+def _names_from_encoded_words(found: list[Address], raw: list[str]) -> tuple[Address, ...]:
+    """The header registry keeps the space between adjacent encoded words of a display name;
+    RFC 2047 section 6.2 says it is not part of the text. decode_header() drops it."""
+    if not any("=?" in v for v in raw):
+        return tuple(found)
+    try:
+        names = {
+            spec.lower(): _decode_words(display)
+            for display, spec in email.utils.getaddresses(raw)
+            if display
+        }
+    except RecursionError:
+        return tuple(found)
+    return tuple(Address(names.get(a.address.lower(), a.name), a.address) for a in found)
 
 
 def _unbracketed(name: str, spec: str, defects: list[str]) -> Address:

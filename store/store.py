@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from mailport.store import schema
-from mailport.store.records import Contact, Fate, Fenced, Outgoing, QueuedMail
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from mailport.store import schema
+from mailport.store.records import Contact, Fate, Fenced, Outgoing, QueuedMail
 
 
 class Store:
@@ -254,7 +255,7 @@ class Store:
         t = schema.outbound
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(t.c.state, func.count()).group_by(t.c.state))
-            return {state: n for state, n in rows.tuples()}
+            return {state: n for state, n in rows}
 
     async def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
         """Every row of a table matching equality filters; for reports and tests."""
@@ -311,7 +312,7 @@ async def _fates(conn: AsyncConnection, keys: list[str]) -> dict[str, Fate]:
                 schema.inbound.c.dedupe_key.in_(keys[start : start + 500])
             )
         )
-        fates.update({k: Fate(s) for k, s in rows.tuples()})
+        fates.update({k: Fate(s) for k, s in rows})
     return fates
 
 

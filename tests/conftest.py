@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import ray
+
 from mailport.cluster.node import Node, init_ray
 from mailport.config.models import (
     Application,
@@ -21,7 +22,6 @@ from mailport.config.models import (
 )
 from mailport.config.models import Node as NodeSettings
 from mailport.store import Store as MailStore
-
 from tests.apps import LEDGER
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp_sink import SmtpSink

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import tempfile
 import time
@@ -16,7 +17,6 @@ from typing import Any
 
 from mailport.config.models import ImapInbound, Pop3Inbound
 from mailport.config.secrets import SecretSource
-
 from tests.servers.dovecot import Dovecot
 
 
@@ -64,12 +64,12 @@ def pop3(dovecot: Dovecot, user: str, security: str = "tls", **extra: Any) -> Po
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float, what: str
+    check: Callable[[], Awaitable[object]] | Callable[[], object], timeout: float, what: str
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
-        if not isinstance(result, bool):
+        if inspect.isawaitable(result):
             result = await result
         if result:
             return

@@ -37,25 +37,31 @@ async def test_inbound_actor_killed_mid_batch(
     config = imap(dovecot, user, "tls", batch_size=25)
 
     def handled() -> Counter[str]:
-        return Counter(c["message_id"] for c in read_ledger(ledger)
-                       if c["connection"] == config.name)
+        return Counter(
+            c["message_id"] for c in read_ledger(ledger) if c["connection"] == config.name
+        )
 
     await node.add_inbound(config)
     try:
         await wait_until(lambda: len(handled()) >= COUNT // 5, 120, "a fifth of the batch")
         at_kill = len(handled())
         ray.kill(node.inbound[config.name], no_restart=False)
-        await wait_until(lambda: not dovecot.search(user, "INBOX", "UNKEYWORD $MailportProcessed"),
-                         240, "every message flagged after the restart")
+        await wait_until(
+            lambda: not dovecot.search(user, "INBOX", "UNKEYWORD $MailportProcessed"),
+            240,
+            "every message flagged after the restart",
+        )
     finally:
         await node.remove_inbound(config.name)
 
     calls = handled()
     await wait_until(lambda: ids <= set(_replies(smtp_sink)), 60, "every reply at the sink")
     replies = _replies(smtp_sink)
-    print(f"\ncrash test: killed after {at_kill}/{COUNT} handled; application calls "
-          f"{sum(calls.values())} for {len(calls)} messages; replies at the sink "
-          f"{sum(replies[i] for i in ids)} for {len(ids & set(replies))} messages")
+    print(
+        f"\ncrash test: killed after {at_kill}/{COUNT} handled; application calls "
+        f"{sum(calls.values())} for {len(calls)} messages; replies at the sink "
+        f"{sum(replies[i] for i in ids)} for {len(ids & set(replies))} messages"
+    )
     assert set(calls) == ids
     assert [i for i, n in calls.items() if n != 1] == []
     assert [i for i in ids if replies[i] != 1] == []
@@ -63,6 +69,5 @@ async def test_inbound_actor_killed_mid_batch(
 
 def _replies(sink: SmtpSink) -> Counter[str | None]:
     return Counter(
-        msgid(message_from_bytes(m.data, policy=compat32)["In-Reply-To"])
-        for m in sink.received()
+        msgid(message_from_bytes(m.data, policy=compat32)["In-Reply-To"]) for m in sink.received()
     )

@@ -10,9 +10,9 @@ from email import message_from_bytes
 from email.policy import compat32
 
 import pytest
+
 from mailport.cluster.node import Node
 from mailport.store import Store
-
 from tests.apps import read_ledger
 from tests.corpus import corpus_files, relative
 from tests.flow import (

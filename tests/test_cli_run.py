@@ -1,0 +1,112 @@
+"""The newcomer's path: `mailport run` in a fresh directory answers SMTP mail into ./var/outbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import compat32
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, Path]]:
+    home = tmp_path_factory.mktemp("newcomer")
+    port = _free_port()
+    # The embedded defaults, with the listener moved off 2525 so a developer's node is safe.
+    (home / "mailport.yaml").write_text(
+        f"inbound:\n  - {{kind: smtp-listener, name: mx, port: {port}}}\n"
+    )
+    log = home / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [BIN / "mailport", "run", "--config", "mailport.yaml"],
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready" not in log.read_bytes():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield home, port, log
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_message_is_answered_into_the_outbox(running: tuple[Path, int, Path]) -> None:
+    home, port, log = running
+    text = log.read_text()
+    assert f"listening for SMTP on 127.0.0.1:{port} (mx)" in text
+    assert f"delivering outbound mail into the Maildir {home / 'var/outbox'}" in text
+
+    message = EmailMessage()
+    message["From"] = "Eve Newcomer <eve@example.org>"
+    message["To"] = "support@example.com"
+    message["Subject"] = "First try"
+    message["Message-ID"] = "<first-try@example.org>"
+    message.set_content("Does it work?")
+    sent = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.send_message(message)
+    outbox = home / "var/outbox/new"
+    while not (outbox.is_dir() and any(outbox.iterdir())):
+        assert time.monotonic() - sent < 10, log.read_text()
+        time.sleep(0.02)
+    latency = time.monotonic() - sent
+    [reply_file] = list(outbox.iterdir())
+    reply = message_from_bytes(reply_file.read_bytes(), policy=compat32)
+    print(f"\nreply in ./var/outbox {latency * 1000:.0f} ms after the SMTP transaction")
+    assert reply["In-Reply-To"] == "<first-try@example.org>"
+    assert reply["To"] == "Eve Newcomer <eve@example.org>"
+    assert reply["Subject"] == "Re: First try"
+    assert "ticket MP-" in reply.get_payload(decode=True).decode()
+
+    deadline = time.monotonic() + 10
+    while "in mx acknowledge <first-try@example.org> handled" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    assert f"out outbox acknowledge {reply['Message-ID']} sent" in log.read_text()
+
+
+def test_status_reports_the_counts(running: tuple[Path, int, Path]) -> None:
+    home, _port, _log = running
+    time.sleep(1.5)  # the node publishes its figures every second
+    result = subprocess.run(
+        [BIN / "mailport", "status", "--config", "mailport.yaml", "--json"],
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["mx"]["in"] == 1
+    assert counts["outbox"]["out"] == 1
+    assert counts["mx"]["failed"] == counts["outbox"]["failed"] == 0

@@ -1,0 +1,111 @@
+"""Settings: YAML errors reported at their place, secrets kept out of sight."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailport.config import InvalidConfig, Settings, loads
+from mailport.config.models import ImapInbound, MaildirOutbound, SmtpListenerInbound
+from mailport.config.secrets import SecretSource
+
+BAD = """\
+inbound:
+  - kind: imap
+    name: support
+    host: imap.example.com
+    port: 99999
+    username: support
+    password: {env: X, file: /tmp/y}
+    after: archive
+  - kind: pop4
+    name: x
+outbound:
+  - kind: smtp
+    name: relay
+    host: smtp.example.com
+    pool_size: 0
+"""
+
+
+def test_every_error_has_its_line_and_column() -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        loads(BAD, source="bad.yaml")
+    found = {(e.line, e.column, e.path) for e in caught.value.errors}
+    assert found == {
+        (5, 5, "inbound[0].port"),
+        (7, 5, "inbound[0].password"),
+        (8, 5, "inbound[0].after"),
+        (9, 5, "inbound[1]"),
+        (15, 5, "outbound[0].pool_size"),
+    }
+
+
+def test_routing_to_an_unknown_application_is_refused() -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        loads("routing:\n  default: helpdesk\n")
+    assert "application 'helpdesk', which is not configured" in caught.value.errors[0].message
+
+
+def test_yaml_syntax_error_points_at_the_line() -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        loads("inbound:\n  - kind: imap\n   name: x\n")
+    assert caught.value.errors[0].line == 3
+
+
+def test_embedded_defaults() -> None:
+    settings = Settings()
+    assert settings.inbound == (SmtpListenerInbound(kind="smtp-listener", name="mx"),)
+    listener = settings.inbound[0]
+    assert (listener.host, listener.port) == ("127.0.0.1", 2525)
+    assert settings.outbound == (MaildirOutbound(kind="maildir", name="outbox"),)
+    assert settings.store.url == "sqlite+aiosqlite:///var/mailport.db"
+    assert settings.routing.default == "acknowledge"
+
+
+def test_pop3_refuses_imap_only_actions() -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        loads(
+            "inbound:\n  - {kind: pop3, name: p, host: h, port: 995, username: u,\n"
+            "     password: {env: P}, after: flag}\n"
+        )
+    assert caught.value.errors[0].path == "inbound[0].after"
+
+
+def test_secrets_resolve_from_env_and_file_and_never_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILPORT_TEST_SECRET", "hunter2")
+    (tmp_path / "secret").write_text("s3cret\n")
+    assert SecretSource(env="MAILPORT_TEST_SECRET").resolve().get_secret_value() == "hunter2"
+    assert SecretSource(file=tmp_path / "secret").resolve().get_secret_value() == "s3cret"
+    config = ImapInbound(
+        kind="imap",
+        name="i",
+        host="h",
+        port=993,
+        username="u",
+        password=SecretSource(env="MAILPORT_TEST_SECRET"),
+    )
+    assert "hunter2" not in repr(config) + str(config.model_dump())
+    with pytest.raises(LookupError, match="MAILPORT_NOT_SET is not set"):
+        SecretSource(env="MAILPORT_NOT_SET").resolve()
+
+
+def test_cli_validate(tmp_path: Path) -> None:
+    bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
+    bad.write_text(BAD)
+    good.write_text("node: {shards: 3}\n")
+    cli = [sys.executable, "-m", "mailport.cluster.cli", "config", "validate"]
+    failed = subprocess.run([*cli, str(bad)], capture_output=True, text=True, check=False)
+    assert failed.returncode == 1
+    assert f"{bad}:5:5: inbound[0].port: Input should be less than or equal to 65535" in (
+        failed.stderr
+    )
+    assert "5 error(s)" in failed.stderr
+    passed = subprocess.run([*cli, str(good)], capture_output=True, text=True, check=False)
+    assert passed.returncode == 0, passed.stderr
+    assert "valid" in passed.stdout

@@ -1,0 +1,130 @@
+"""Bad input is data, not a crash: failing applications, wrong passwords, untrusted servers."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+from email.message import EmailMessage
+
+from mailport.cluster.node import Node
+from mailport.config.models import SmtpListenerInbound
+from mailport.config.secrets import SecretSource
+from mailport.store import Store
+from tests.flow import imap, msgid, wait_until
+from tests.servers.dovecot import Dovecot
+from tests.servers.smtp_sink import SmtpSink
+
+
+async def _state(node: Node, name: str) -> dict[str, object]:
+    for answer in await node.supervise():
+        if answer["connection"] == name:
+            return answer
+    return {}
+
+
+async def test_a_failing_application_quarantines_the_message(
+    node: Node, dovecot: Dovecot, store: Store
+) -> None:
+    user = dovecot.new_user("explode")
+    dovecot.append(
+        user,
+        b"From: ann@example.org\r\nTo: explode@example.test\r\n"
+        b"Subject: boom\r\nMessage-ID: <boom@example.org>\r\n\r\nx\r\n",
+    )
+    config = imap(dovecot, user, "tls")
+    await node.add_inbound(config)
+    try:
+        await wait_until(
+            lambda: dovecot.search(user, "INBOX", "KEYWORD $MailportQuarantined"),
+            30,
+            "the message to be flagged as quarantined",
+        )
+    finally:
+        await node.remove_inbound(config.name)
+    [row] = await store.rows("quarantine", connection=config.name)
+    assert row["reason"].startswith(
+        "application explode raised RuntimeError: this application always fails"
+    )
+    assert b"Subject: boom" in row["raw"]
+    [contact] = await store.rows("contacts", connection=config.name)
+    assert (contact["status"], contact["application"]) == ("quarantined", "explode")
+    assert await store.rows("outbound", source_key=row["dedupe_key"]) == []
+
+
+async def test_a_wrong_password_is_reported_without_the_password(
+    node: Node, dovecot: Dovecot, tmp_path_factory: object
+) -> None:
+    user = dovecot.new_user("wrongpw")
+    dovecot.append(user, b"From: a@example.org\r\nSubject: waits\r\n\r\nx\r\n")
+    secret = dovecot.root / "wrong-password"
+    secret.write_text("not-the-password-4711")
+    config = imap(dovecot, user, "tls", password=SecretSource(file=secret))
+    await node.add_inbound(config)
+    try:
+
+        async def failing() -> bool:
+            state = await _state(node, config.name)
+            return state.get("state") == "retrying" and bool(state.get("error"))
+
+        await wait_until(failing, 30, "the connection to report its failure")
+        state = await _state(node, config.name)
+        assert "LOGIN failed" in str(state["error"])
+        assert "not-the-password-4711" not in str(state)
+        await asyncio.sleep(1)
+        assert dovecot.search(user, "INBOX", "KEYWORD $MailportProcessed") == []
+    finally:
+        await node.remove_inbound(config.name)
+
+
+async def test_an_untrusted_certificate_is_refused(node: Node, dovecot: Dovecot) -> None:
+    user = dovecot.new_user("untrusted")
+    config = imap(dovecot, user, "tls").model_copy(update={"ca_file": None})
+    await node.add_inbound(config)
+    try:
+
+        async def refused() -> bool:
+            return "CERTIFICATE_VERIFY_FAILED" in str(
+                (await _state(node, config.name)).get("error")
+            )
+
+        await wait_until(refused, 30, "certificate verification to fail")
+    finally:
+        await node.remove_inbound(config.name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_mx_mode_spools_then_answers(node: Node, smtp_sink: SmtpSink, store: Store) -> None:
+    config = SmtpListenerInbound(kind="smtp-listener", name="mx-test", port=_free_port())
+    await node.add_inbound(config)
+    try:
+
+        async def listening() -> bool:
+            return (await _state(node, config.name)).get("state") == "idle"
+
+        await wait_until(listening, 30, "the SMTP listener")
+        message = EmailMessage()
+        message["From"] = "Dana <dana@example.org>"
+        message["To"] = "support@example.com"
+        message["Subject"] = "Über den Vertrag"
+        message["Message-ID"] = "<mx-1@example.org>"
+        message.set_content("Grüße")
+        with smtplib.SMTP("127.0.0.1", config.port) as client:
+            assert client.send_message(message) == {}
+
+        def replied() -> bool:
+            return any(b"In-Reply-To: <mx-1@example.org>" in m.data for m in smtp_sink.received())
+
+        await wait_until(replied, 15, "the reply to the MX message")
+    finally:
+        await node.remove_inbound(config.name)
+    reply = next(m for m in smtp_sink.received() if b"<mx-1@example.org>" in m.data)
+    assert reply.rcpt_tos == ("dana@example.org",)
+    [row] = await store.rows("inbound", connection=config.name)
+    assert (row["state"], row["raw"]) == ("done", None)  # the spool copy is gone once done
+    assert msgid("<mx-1@example.org>") == "<mx-1@example.org>"

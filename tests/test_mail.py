@@ -1,0 +1,216 @@
+"""The pure mail core: parse never raises, replies thread, composing cannot inject headers."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.policy import compat32, default
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailport.mail import Address, HeaderInjectionError, OutboundMessage, compose, parse
+from mailport.mail.reply import Unanswerable, reply_subject, reply_to
+from tests.corpus import corpus_files, relative
+
+US = Address("Support", "support@example.com")
+
+
+def _parsed(headers: str, body: str = "hello\n") -> bytes:
+    return (headers.strip("\n").replace("\n", "\r\n") + "\r\n\r\n" + body).encode("utf-8")
+
+
+def test_every_corpus_file_parses() -> None:
+    files = corpus_files("")
+    failures = []
+    for path in files:
+        try:
+            parse(path.read_bytes())
+        except Exception as exc:
+            failures.append(f"{relative(path)}: {type(exc).__name__}: {exc}")
+    print(f"\nparsed {len(files)} corpus files, {len(failures)} raised")
+    assert failures == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_parse_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    parse(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"From: ",
+                b"To: ",
+                b"Subject: ",
+                b"=?utf-8?q?",
+                b"?=",
+                b"<",
+                b">",
+                b"@",
+                b",",
+                b'"',
+                b"\r\n",
+                b"\r\n ",
+                b"Content-Type: multipart/mixed; boundary=x\r\n",
+                b"--x\r\n",
+                b"\xff\xfe",
+                b"\xe2\x82",
+                b"(",
+                b")",
+                b":",
+                b";",
+                b"\r\n\r\n",
+                b"a",
+            ]
+        ),
+        max_size=80,
+    )
+)
+def test_parse_never_raises_on_header_shaped_noise(parts: list[bytes]) -> None:
+    parse(b"".join(parts))
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Help", "Re: Help"),
+        ("Re: Help", "Re: Help"),
+        ("RE: re: Aw: SV: Help", "Re: Help"),
+        ("Antw: VS: Ref: Rif: Help", "Re: Help"),
+        ("回复: 答复：帮助", "Re: 帮助"),
+        ("返信: お問い合わせ", "Re: お問い合わせ"),
+        ("Re[2]: Help", "Re: Help"),
+        ("Regarding the invoice", "Re: Regarding the invoice"),
+    ],
+)
+def test_reply_subject_has_one_prefix(subject: str, expected: str) -> None:
+    assert reply_subject(subject) == expected
+
+
+def test_reply_threads_and_goes_to_reply_to() -> None:
+    original = parse(
+        _parsed("""
+From: Ann <ann@example.org>
+Reply-To: Team <team@example.org>
+To: support@example.com
+Subject: Où est ma commande ?
+Message-ID: <m2@example.org>
+References: <m0@example.org> <m1@example.org>
+""")
+    )
+    reply = reply_to(original, from_=US, text="Merci")
+    assert [a.address for a in reply.to] == ["team@example.org"]
+    headers = dict(reply.headers)
+    assert headers["In-Reply-To"] == "<m2@example.org>"
+    assert headers["References"] == "<m0@example.org> <m1@example.org> <m2@example.org>"
+    assert reply.subject == "Re: Où est ma commande ?"
+    composed = message_from_bytes(compose(reply).data, policy=default)
+    assert str(composed["Subject"]) == "Re: Où est ma commande ?"
+    assert composed["In-Reply-To"] == "<m2@example.org>"
+
+
+def test_reply_all_leaves_out_our_own_addresses() -> None:
+    original = parse(
+        _parsed("""
+From: ann@example.org
+To: support@example.com, bob@example.org
+Cc: Support Copy <SUPPORT@example.com>, carol@example.org
+Subject: x
+""")
+    )
+    reply = reply_to(original, from_=US, text="ok", reply_all=True)
+    assert [a.address for a in reply.to] == ["ann@example.org"]
+    assert [a.address for a in reply.cc] == ["bob@example.org", "carol@example.org"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "From: MAILER-DAEMON\nSubject: x",
+        "Subject: no sender at all",
+        "From: ann@example.org\nAuto-Submitted: auto-replied\nSubject: Out of office",
+        "From: list@example.org\nPrecedence: bulk\nSubject: digest",
+    ],
+)
+def test_unanswerable(headers: str) -> None:
+    with pytest.raises(Unanswerable):
+        reply_to(parse(_parsed(headers)), from_=US, text="x")
+
+
+def test_long_references_keep_root_and_newest() -> None:
+    chain = " ".join(f"<r{i}@example.org>" for i in range(40))
+    original = parse(
+        _parsed(
+            f"From: a@example.org\nMessage-ID: <new@example.org>\nReferences: {chain}\nSubject: x"
+        )
+    )
+    refs = dict(reply_to(original, from_=US, text="x").headers)["References"].split()
+    assert len(refs) == 20
+    assert refs[0] == "<r0@example.org>"
+    assert refs[-2:] == ["<r39@example.org>", "<new@example.org>"]
+
+
+@pytest.mark.parametrize("field", ["subject", "name", "header", "filename"])
+def test_compose_refuses_header_injection(field: str) -> None:
+    evil = "hi\r\nBcc: victim@example.org"
+    from mailport.mail.compose import OutgoingAttachment
+
+    message = OutboundMessage(
+        from_=US,
+        to=(Address(evil if field == "name" else "Ann", "ann@example.org"),),
+        subject=evil if field == "subject" else "ok",
+        text="body",
+        headers=(("X-Tag", evil),) if field == "header" else (),
+        attachments=(OutgoingAttachment(evil, b"x"),) if field == "filename" else (),
+    )
+    with pytest.raises(HeaderInjectionError):
+        compose(message)
+
+
+def test_long_ids_are_folded_between_ids_never_encoded() -> None:
+    long_id = "<" + "x" * 120 + "@example.org>"
+    message = OutboundMessage(
+        from_=US,
+        to=(Address("", "a@example.org"),),
+        subject="s",
+        text="t",
+        headers=(("In-Reply-To", long_id), ("References", f"<a@b.example> {long_id}")),
+    )
+    parsed = message_from_bytes(compose(message).data, policy=compat32)
+    assert parsed["In-Reply-To"] == long_id
+    assert parsed["References"].split() == ["<a@b.example>", long_id]
+    assert "=?" not in parsed["References"]
+
+
+def test_smtputf8_only_when_an_address_needs_it() -> None:
+    base = OutboundMessage(
+        from_=US, to=(Address("Zoë Ünïcode", "zoe@example.org"),), subject="Grüße", text="Hallo"
+    )
+    assert compose(base).smtputf8 is False
+    utf8 = OutboundMessage(from_=US, to=(Address("", "zoë@example.org"),), subject="x", text="y")
+    assert compose(utf8).smtputf8 is True
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    subject=st.text(min_size=1, max_size=200).filter(lambda s: "\r" not in s and "\n" not in s),
+    text=st.text(max_size=500),
+    name=st.text(max_size=40).filter(lambda s: "\r" not in s and "\n" not in s),
+)
+def test_compose_then_parse_keeps_subject_name_and_text(subject: str, text: str, name: str) -> None:
+    message = OutboundMessage(
+        from_=US, to=(Address(name, "ann@example.org"),), subject=subject, text=text
+    )
+    parsed = parse(compose(message).data)
+    assert parsed.subject == " ".join(subject.split())
+    # Folding may change runs of whitespace, nothing else.
+    assert [(" ".join(a.name.split()), a.address) for a in parsed.to] == [
+        (" ".join(name.split()), "ann@example.org")
+    ]
+    assert parsed.text.replace("\r\n", "\n").rstrip("\n") == text.replace("\r\n", "\n").replace(
+        "\r", "\n"
+    ).rstrip("\n")

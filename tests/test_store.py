@@ -1,0 +1,79 @@
+"""The store's guarantees: dedupe, fencing, one-transaction outcomes, outbound leases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mailport.store import Contact, Fate, Fenced, Outgoing, Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    yield store
+    await store.close()
+
+
+def _contact() -> Contact:
+    return Contact(
+        "in", "c", "app", "<m@x.example>", "a@x.example", ("b@x.example",), "s", "handled"
+    )
+
+
+def _reply(n: int) -> Outgoing:
+    return Outgoing(f"<r{n}@x.example>", "b@x.example", ("a@x.example",), b"data", False, "app")
+
+
+async def test_claim_dedupes_and_finish_is_once(store: Store) -> None:
+    await store.fence("c", 5)
+    assert await store.claim("c", 5, ["k1", "k2"]) == {"k1": Fate.CLAIMED, "k2": Fate.CLAIMED}
+    assert await store.finish(
+        connection="c", epoch=5, key="k1", fate=Fate.DONE, contact=_contact(), outgoing=[_reply(1)]
+    )
+    assert not await store.finish(
+        connection="c", epoch=5, key="k1", fate=Fate.DONE, contact=_contact(), outgoing=[_reply(1)]
+    )
+    assert await store.claim("c", 5, ["k1", "k2"]) == {"k1": Fate.DONE, "k2": Fate.CLAIMED}
+    assert len(await store.rows("outbound")) == 1
+    assert len(await store.rows("contacts")) == 1
+
+
+async def test_a_stale_epoch_can_neither_claim_nor_finish(store: Store) -> None:
+    await store.fence("c", 1)
+    await store.claim("c", 1, ["k"])
+    assert await store.fence("c", 2) == 2
+    with pytest.raises(Fenced):
+        await store.claim("c", 1, ["k2"])
+    with pytest.raises(Fenced):
+        await store.finish(connection="c", epoch=1, key="k", fate=Fate.DONE, contact=_contact())
+    assert await store.fence("c", 1) == 2  # an epoch never goes back
+    assert await store.finish(connection="c", epoch=2, key="k", fate=Fate.DONE, contact=_contact())
+
+
+async def test_quarantine_keeps_the_bytes_and_the_reason(store: Store) -> None:
+    await store.fence("c", 1)
+    await store.finish(
+        connection="c",
+        epoch=1,
+        key="q",
+        fate=Fate.QUARANTINED,
+        contact=_contact(),
+        quarantine=("not an RFC 5322 message", b"\x00junk"),
+    )
+    [row] = await store.rows("quarantine")
+    assert (row["reason"], row["raw"]) == ("not an RFC 5322 message", b"\x00junk")
+
+
+async def test_outbound_lease_frees_mail_whose_holder_died(store: Store) -> None:
+    await store.enqueue([_reply(1), _reply(2)])
+    taken = await store.take_outbound("a", 10, lease=-1)  # a lease already over
+    assert [m.message_id for m in taken] == ["<r1@x.example>", "<r2@x.example>"]
+    again = await store.take_outbound("b", 10, lease=60)
+    assert [m.attempts for m in again] == [2, 2]
+    assert await store.take_outbound("c", 10, lease=60) == []
+    await store.mark_sent([again[0].id])
+    await store.mark_deferred([again[1].id], "451 try later", retry_in=3600)
+    assert await store.outbound_states() == {"sent": 1, "deferred": 1}
