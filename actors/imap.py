@@ -148,6 +148,9 @@ class ImapMailbox:
         except TimeoutError as exc:
             raise ConnectionError("no answer to IDLE DONE: connection is dead") from exc
 
+    async def reset(self) -> None:
+        await self.close()
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is None:

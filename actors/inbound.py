@@ -91,7 +91,7 @@ class InboundConnection:
                     Event("in", self.config.name, None, None, "error", self.last_error)
                 )
                 log.warning("%s: %s", self.config.name, self.last_error)
-                await mailbox.close()
+                await mailbox.reset()
                 await asyncio.sleep(_backoff(self.failures))
 
     async def _round(self, mailbox: Mailbox) -> bool:

@@ -36,5 +36,8 @@ class Mailbox(Protocol):
     async def wait(self) -> None:
         """Return when new mail may have arrived; raise if the connection is dead."""
 
+    async def reset(self) -> None:
+        """Drop the connection after a failure; open() follows after a backoff."""
+
     async def close(self) -> None:
-        """Log out, ignoring errors."""
+        """Log out for good, ignoring errors."""

@@ -65,30 +65,22 @@ class OutboundConnection:
             await transport.close()
 
     async def _record(self, store: Store, batch: list[QueuedMail], results: list[Result]) -> None:
-        by_state: dict[str, list[QueuedMail]] = {"sent": [], "deferred": [], "failed": []}
+        sent: list[int] = []
         for mail, result in zip(batch, results, strict=True):
             state = result.state
             if state == "deferred" and mail.attempts >= MAX_ATTEMPTS:
                 state = "failed"
-            by_state[state].append(mail)
-            self.events.emit(
-                Event(
-                    "out",
-                    self.config.name,
-                    mail.application,
-                    mail.message_id,
-                    state,
-                    result.detail if state != "sent" else None,
-                )
-            )
-        await store.mark_sent(m.id for m in by_state["sent"])
-        for mail, result in zip(batch, results, strict=True):
-            if mail in by_state["deferred"]:
-                await store.mark_deferred([mail.id], result.detail or "", _retry_in(mail.attempts))
-            elif mail in by_state["failed"]:
-                await store.mark_failed([mail.id], result.detail or "")
-        if by_state["deferred"]:
-            self.last_error = results[batch.index(by_state["deferred"][0])].detail
+            detail = None if state == "sent" else result.detail or "no reason given"
+            event = Event("out", self.config.name, mail.application, mail.message_id, state, detail)
+            self.events.emit(event)
+            if state == "sent":
+                sent.append(mail.id)
+            elif state == "deferred":
+                self.last_error = detail
+                await store.mark_deferred([mail.id], detail or "", _retry_in(mail.attempts))
+            else:
+                await store.mark_failed([mail.id], detail or "")
+        await store.mark_sent(sent)
 
 
 def _retry_in(attempts: int) -> float:

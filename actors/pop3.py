@@ -158,6 +158,9 @@ class Pop3Mailbox:
         await asyncio.sleep(self.config.poll_interval)
         await self.open()
 
+    async def reset(self) -> None:
+        await self.close()
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is None:

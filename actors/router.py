@@ -10,6 +10,7 @@ import hashlib
 import logging
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 
@@ -51,6 +52,7 @@ class RouterShard:
         self.handlers: dict[str, Handler] = {}
         self.lock = asyncio.Lock()
         self.events = EventSink()
+        self.outbound: dict[str, Any] = {}
 
     async def ping(self) -> int:
         return self.index
@@ -94,7 +96,7 @@ class RouterShard:
             c = outcome.contact
             self._emit(item, c.application, c.message_id, c.status, c.reason)
             if outcome.outgoing:
-                _wake_outbound(self.settings)
+                self._wake_outbound()
         return outcome.fate
 
     async def _decide(self, item: InboundItem) -> _Outcome:
@@ -132,6 +134,16 @@ class RouterShard:
         if context.unanswerable and not outgoing:
             status, reason = "unanswerable", context.unanswerable
         return _Outcome(Fate.DONE, _contact(item, message, status, reason, name), outgoing)
+
+    def _wake_outbound(self) -> None:
+        """Tell the outbound connections there is new mail rather than wait for their poll."""
+        for connection in self.settings.outbound:
+            try:
+                if connection.name not in self.outbound:
+                    self.outbound[connection.name] = ray.get_actor(f"outbound:{connection.name}")
+                self.outbound[connection.name].wake.remote()
+            except Exception:  # not started yet, or restarting: it polls anyway
+                self.outbound.pop(connection.name, None)
 
     def _handler(self, spec: str) -> Handler:
         if spec not in self.handlers:
@@ -193,11 +205,3 @@ def _quarantined(
 ) -> _Outcome:
     contact = _contact(item, message, "quarantined", reason, application)
     return _Outcome(Fate.QUARANTINED, contact, quarantine=reason)
-
-
-def _wake_outbound(settings: Settings) -> None:
-    for connection in settings.outbound:
-        try:
-            ray.get_actor(f"outbound:{connection.name}").wake.remote()
-        except ValueError:
-            pass  # not started yet; it polls anyway

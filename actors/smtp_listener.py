@@ -96,6 +96,9 @@ class SmtpListenerMailbox:
         else:
             await asyncio.sleep(1.0)  # unsettled mail: a router failed; retry it soon
 
+    async def reset(self) -> None:
+        pass  # keep listening: what is spooled is safe, and senders must not be refused
+
     async def close(self) -> None:
         server, self._server = self._server, None
         if server is not None:
