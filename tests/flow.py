@@ -27,40 +27,32 @@ def password_file(dovecot: Dovecot) -> SecretSource:
 
 
 def imap(dovecot: Dovecot, user: str, security: str = "tls", **extra: Any) -> ImapInbound:
-    port = {"none": dovecot.imap_port, "starttls": dovecot.imap_port, "tls": dovecot.imaps_port}[
-        security
-    ]
-    return ImapInbound(
-        kind="imap",
-        name=extra.pop("name", f"imap-{user}"),
-        host="localhost",
-        port=port,
-        security=security,
-        ca_file=dovecot.tls.ca_cert,
-        username=user,
-        password=extra.pop("password", password_file(dovecot)),
-        timeout=10,
-        **extra,
-    )
+    ports = {"none": dovecot.imap_port, "starttls": dovecot.imap_port, "tls": dovecot.imaps_port}
+    return ImapInbound(**_mailbox(dovecot, user, "imap", security, ports[security], extra))
 
 
 def pop3(dovecot: Dovecot, user: str, security: str = "tls", **extra: Any) -> Pop3Inbound:
-    port = {"none": dovecot.pop3_port, "starttls": dovecot.pop3_port, "tls": dovecot.pop3s_port}[
-        security
-    ]
-    return Pop3Inbound(
-        kind="pop3",
-        name=extra.pop("name", f"pop3-{user}"),
-        host="localhost",
-        port=port,
-        security=security,
-        ca_file=dovecot.tls.ca_cert,
-        username=user,
-        password=extra.pop("password", password_file(dovecot)),
-        timeout=10,
-        poll_interval=extra.pop("poll_interval", 0.5),
+    ports = {"none": dovecot.pop3_port, "starttls": dovecot.pop3_port, "tls": dovecot.pop3s_port}
+    # POP3 has no push: poll often so the tests do not wait.
+    extra.setdefault("poll_interval", 0.5)
+    return Pop3Inbound(**_mailbox(dovecot, user, "pop3", security, ports[security], extra))
+
+
+def _mailbox(
+    dovecot: Dovecot, user: str, kind: str, security: str, port: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "name": f"{kind}-{user}",
+        "host": "localhost",
+        "port": port,
+        "security": security,
+        "ca_file": dovecot.tls.ca_cert,
+        "username": user,
+        "password": password_file(dovecot),
+        "timeout": 10,
         **extra,
-    )
+    }
 
 
 async def wait_until(

@@ -14,7 +14,7 @@ import pytest
 
 from .dovecot import Dovecot, imap_utf7_decode, imap_utf7_encode
 from .smtp_sink import SmtpSink
-from .tls import TlsFiles, make_tls
+from .tls import TlsFiles
 
 pytestmark = pytest.mark.servers
 
@@ -25,20 +25,6 @@ def _message(subject: str, body: str = "hello\r\n") -> bytes:
         f"From: a@example.test\r\nTo: b@example.test\r\nSubject: {subject}\r\n"
         f"Message-ID: <{subject.replace(' ', '.')}@example.test>\r\n\r\n{body}"
     ).encode()
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A throwaway CA and localhost certificate."""
-    return make_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def dovecot(tls: TlsFiles) -> Iterator[Dovecot]:
-    """A private Dovecot for this module."""
-    server = Dovecot.start(tls)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
