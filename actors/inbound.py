@@ -29,6 +29,7 @@ from mailport.store import Fate, Fenced, Store
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
+ALARM_AFTER = 2  # consecutive failures; one blip is not worth waking an operator
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
@@ -44,6 +45,7 @@ class InboundConnection:
         self.state = "starting"
         self.last_error: str | None = None
         self.failures = 0
+        self.alarmed = True  # a restart may inherit an open alarm: clear it once connected
         self.events = EventSink()
 
     async def ensure_running(self) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class InboundConnection:
                 self.state = "connecting"
                 await mailbox.open()
                 self.state, self.failures = "running", 0
+                await self._alarm(None)
                 while True:
                     if not await self._round(mailbox):
                         self.state = "idle"
@@ -91,8 +94,24 @@ class InboundConnection:
                     Event("in", self.config.name, None, None, "error", self.last_error)
                 )
                 log.warning("%s: %s", self.config.name, self.last_error)
+                if self.failures >= ALARM_AFTER:
+                    await self._alarm(self.last_error)
                 await mailbox.reset()
                 await asyncio.sleep(_backoff(self.failures))
+
+    async def _alarm(self, error: str | None) -> None:
+        """Raise the connection's alarm while it keeps failing; clear it once it works."""
+        assert self.store is not None
+        key = f"inbound:{self.config.name}"
+        try:
+            if error is None:
+                if self.alarmed:
+                    await self.store.clear_alarm(key)
+            else:
+                await self.store.raise_alarm(key, f"{self.config.name}: {error}")
+            self.alarmed = error is not None
+        except Exception as exc:  # the store may be what is failing; the loop goes on
+            log.error("%s: cannot record the alarm: %s", self.config.name, exc)
 
     async def _round(self, mailbox: Mailbox) -> bool:
         """One batch through the steps; False when there was nothing to do."""

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import logging
 import traceback
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,14 @@ class RouterShard:
             log.error("cannot record %s: %s", item.key, exc)
             self._emit(item, outcome.contact.application, None, "error", str(exc))
             return None
+        if fresh and outcome.quarantine:
+            await _quietly(
+                store.raise_alarm(
+                    f"quarantine:{item.connection}",
+                    f"{item.connection}: message quarantined: {outcome.quarantine}",
+                    severity="warning",
+                )
+            )
         if fresh:
             c = outcome.contact
             self._emit(item, c.application, c.message_id, c.status, c.reason)
@@ -205,3 +214,10 @@ def _quarantined(
 ) -> _Outcome:
     contact = _contact(item, message, "quarantined", reason, application)
     return _Outcome(Fate.QUARANTINED, contact, quarantine=reason)
+
+
+async def _quietly(call: Awaitable[None]) -> None:
+    try:
+        await call
+    except Exception as exc:  # an alarm that cannot be written must not undo the processing
+        log.error("cannot record an alarm: %s", exc)

@@ -169,6 +169,11 @@ def _status(path: Path | None, as_json: bool) -> int:
             state.get("error") or "",
         )
     console.print(table)
+    for alarm in status.get("alarms", []):
+        err.print(
+            f"ALARM {alarm['severity']} {alarm['key']} (x{alarm['count']}): {alarm['text']}",
+            markup=False,
+        )
     return 0
 
 

@@ -20,6 +20,7 @@ from mailport.actors.router import RouterShard
 from mailport.actors.stats import StatsAggregator
 from mailport.cluster.coordinator import Coordinator, LocalCoordinator
 from mailport.config.models import Inbound, MaildirOutbound, Settings, Store
+from mailport.store import Store as MailStore
 
 NAMESPACE = "mailport"
 log = logging.getLogger(__name__)
@@ -80,10 +81,12 @@ class Node:
         self.outbound: dict[str, Any] = {}
         self.inbound: dict[str, Any] = {}
         self.seen_events = 0
+        self.store: MailStore | None = None
 
     async def start(self) -> None:
         init_ray()
         self.settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = await MailStore.open(self.settings.store.url)
         self.stats = _actor(StatsAggregator).options(name=STATS_ACTOR, get_if_exists=True).remote()
         self.shard_names = [f"router-{i}" for i in range(self.settings.node.shards)]
         self.shards = [
@@ -161,6 +164,7 @@ class Node:
             "updated_at": time.time(),
             "counts": await self.snapshot(),
             "actors": await self.supervise(),
+            "alarms": await self.store.open_alarms() if self.store else [],
         }
         path = status_file(self.settings)
         tmp = path.with_suffix(".tmp")
@@ -176,6 +180,8 @@ class Node:
         self.outbound.clear()
         self.shards.clear()
         status_file(self.settings).unlink(missing_ok=True)
+        if self.store is not None:
+            await self.store.close()
 
 
 def _actor(cls: object) -> Any:

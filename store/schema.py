@@ -91,3 +91,18 @@ quarantine = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# Conditions an operator must act on. One row per raising; clearing closes it.
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(256), nullable=False),  # what it is about, e.g. "inbound:support"
+    Column("severity", String(16), nullable=False),  # warning | critical
+    Column("text", Text, nullable=False),
+    Column("raised_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("count", Integer, nullable=False, default=1),
+    Column("cleared_at", Float),
+    Index("ix_alarms_key_open", "key", "cleared_at"),
+)

@@ -249,6 +249,55 @@ class Store:
                     update(schema.outbound).where(schema.outbound.c.id.in_(ids)).values(**values)
                 )
 
+    # -- alarms --------------------------------------------------------------------------
+
+    async def raise_alarm(self, key: str, text: str, severity: str = "critical") -> None:
+        """Open an alarm for `key`, or count another occurrence of the open one."""
+        t = schema.alarms
+        now = time.time()
+        async with self._tx() as conn:
+            open_id = (
+                await conn.execute(select(t.c.id).where(t.c.key == key, t.c.cleared_at.is_(None)))
+            ).scalar()
+            if open_id is None:
+                await conn.execute(
+                    insert(t).values(
+                        key=key,
+                        severity=severity,
+                        text=text,
+                        raised_at=now,
+                        last_seen_at=now,
+                        count=1,
+                    )
+                )
+            else:
+                await conn.execute(
+                    update(t)
+                    .where(t.c.id == open_id)
+                    .values(
+                        text=text,
+                        last_seen_at=now,
+                        count=t.c.count + 1,
+                    )
+                )
+
+    async def clear_alarm(self, key: str) -> None:
+        t = schema.alarms
+        async with self._tx() as conn:
+            await conn.execute(
+                update(t)
+                .where(t.c.key == key, t.c.cleared_at.is_(None))
+                .values(cleared_at=time.time())
+            )
+
+    async def open_alarms(self) -> list[dict[str, Any]]:
+        t = schema.alarms
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t).where(t.c.cleared_at.is_(None)).order_by(t.c.raised_at)
+            )
+            return [dict(r._mapping) for r in rows]
+
     # -- queries -------------------------------------------------------------------------
 
     async def outbound_states(self) -> dict[str, int]:

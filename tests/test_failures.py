@@ -50,10 +50,13 @@ async def test_a_failing_application_quarantines_the_message(
     [contact] = await store.rows("contacts", connection=config.name)
     assert (contact["status"], contact["application"]) == ("quarantined", "explode")
     assert await store.rows("outbound", source_key=row["dedupe_key"]) == []
+    [alarm] = [a for a in await store.open_alarms() if a["key"] == f"quarantine:{config.name}"]
+    assert alarm["severity"] == "warning"
+    assert "application explode raised RuntimeError" in alarm["text"]
 
 
 async def test_a_wrong_password_is_reported_without_the_password(
-    node: Node, dovecot: Dovecot, tmp_path_factory: object
+    node: Node, dovecot: Dovecot, store: Store
 ) -> None:
     user = dovecot.new_user("wrongpw")
     dovecot.append(user, b"From: a@example.org\r\nSubject: waits\r\n\r\nx\r\n")
@@ -71,6 +74,15 @@ async def test_a_wrong_password_is_reported_without_the_password(
         state = await _state(node, config.name)
         assert "LOGIN failed" in str(state["error"])
         assert "not-the-password-4711" not in str(state)
+
+        async def alarmed() -> bool:
+            return any(a["key"] == f"inbound:{config.name}" for a in await store.open_alarms())
+
+        await wait_until(alarmed, 30, "an alarm for the operator")
+        [alarm] = [a for a in await store.open_alarms() if a["key"] == f"inbound:{config.name}"]
+        assert alarm["severity"] == "critical"
+        assert "LOGIN failed" in alarm["text"]
+        assert "not-the-password-4711" not in alarm["text"]
         await asyncio.sleep(1)
         assert dovecot.search(user, "INBOX", "KEYWORD $MailportProcessed") == []
     finally:

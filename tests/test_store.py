@@ -77,3 +77,18 @@ async def test_outbound_lease_frees_mail_whose_holder_died(store: Store) -> None
     await store.mark_sent([again[0].id])
     await store.mark_deferred([again[1].id], "451 try later", retry_in=3600)
     assert await store.outbound_states() == {"sent": 1, "deferred": 1}
+
+
+async def test_alarms_count_repeats_and_clear(store: Store) -> None:
+    await store.raise_alarm("inbound:a", "a: LOGIN failed")
+    await store.raise_alarm("inbound:a", "a: LOGIN failed again")
+    await store.raise_alarm("quarantine:a", "a: message quarantined", severity="warning")
+    alarms = {a["key"]: a for a in await store.open_alarms()}
+    assert (alarms["inbound:a"]["count"], alarms["inbound:a"]["text"]) == (
+        2,
+        "a: LOGIN failed again",
+    )
+    await store.clear_alarm("inbound:a")
+    assert [a["key"] for a in await store.open_alarms()] == ["quarantine:a"]
+    await store.raise_alarm("inbound:a", "a: refused")
+    assert [a["count"] for a in await store.open_alarms() if a["key"] == "inbound:a"] == [1]
