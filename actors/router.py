@@ -23,7 +23,7 @@ from mailport.config.routing import route
 from mailport.mail.compose import HeaderInjectionError, OutboundMessage, compose
 from mailport.mail.message import Address, ParsedMessage
 from mailport.mail.parse import parse
-from mailport.store import Contact, Fate, Fenced, Outgoing, Store
+from mailport.store import Contact, Fate, Fenced, Finished, Outgoing, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,6 @@ class InboundItem:
     epoch: int
     key: str
     raw: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    fate: Fate
-    contact: Contact
-    outgoing: tuple[Outgoing, ...] = ()
-    quarantine: str | None = None
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
@@ -63,52 +55,48 @@ class RouterShard:
         async with self.lock:
             if self.store is None:
                 self.store = await Store.open(self.settings.store.url)
-            results: dict[str, Fate | None] = {}
-            for item in items:
-                results[item.key] = await self._one(self.store, item)
-            return results
+            return await self._process(self.store, items)
 
-    async def _one(self, store: Store, item: InboundItem) -> Fate | None:
-        # A redelivery (the inbound side crashed after handing this over) must not run the
-        # application again. Under the shard's lock nothing can finish it between here and
-        # our own commit.
-        known = await store.fate(item.key)
-        if known is not None and known.finished:
-            return known
-        outcome = await self._decide(item)
+    async def _process(self, store: Store, items: list[InboundItem]) -> dict[str, Fate | None]:
+        # A redelivery (the inbound side crashed after handing a message over) must not run
+        # the application again. Under the shard's lock nothing can finish these messages
+        # between this read and our own commit.
+        known = await store.fates([i.key for i in items])
+        results: dict[str, Fate | None] = {k: f for k, f in known.items() if f.finished}
+        todo = [(item, await self._decide(item)) for item in items if item.key not in results]
+        if not todo:
+            return results
         try:
-            fresh = await store.finish(
-                connection=item.connection,
-                epoch=item.epoch,
-                key=item.key,
-                fate=outcome.fate,
-                contact=outcome.contact,
-                outgoing=outcome.outgoing,
-                quarantine=(outcome.quarantine, item.raw) if outcome.quarantine else None,
-            )
+            fresh = await store.finish([outcome for _, outcome in todo])
         except Fenced as exc:
             log.warning("%s", exc)
-            return None
+            return results | {item.key: None for item, _ in todo}
         except Exception as exc:
-            log.error("cannot record %s: %s", item.key, exc)
-            self._emit(item, outcome.contact.application, None, "error", str(exc))
-            return None
-        if fresh and outcome.quarantine:
+            log.error("cannot record %d outcome(s): %s", len(todo), exc)
+            for item, _ in todo:
+                self._emit(item, None, None, "error", f"cannot record: {exc}")
+            return results | {item.key: None for item, _ in todo}
+        for (item, outcome), is_fresh in zip(todo, fresh, strict=True):
+            results[item.key] = outcome.fate
+            if is_fresh:
+                await self._announce(store, item, outcome)
+        return results
+
+    async def _announce(self, store: Store, item: InboundItem, outcome: Finished) -> None:
+        c = outcome.contact
+        self._emit(item, c.application, c.message_id, c.status, c.reason)
+        if outcome.quarantine:
             await _quietly(
                 store.raise_alarm(
                     f"quarantine:{item.connection}",
-                    f"{item.connection}: message quarantined: {outcome.quarantine}",
+                    f"{item.connection}: message quarantined: {outcome.quarantine[0]}",
                     severity="warning",
                 )
             )
-        if fresh:
-            c = outcome.contact
-            self._emit(item, c.application, c.message_id, c.status, c.reason)
-            if outcome.outgoing:
-                self._wake_outbound()
-        return outcome.fate
+        if outcome.outgoing:
+            self._wake_outbound()
 
-    async def _decide(self, item: InboundItem) -> _Outcome:
+    async def _decide(self, item: InboundItem) -> Finished:
         try:
             message = parse(item.raw)
         except Exception as exc:  # parse() is built not to raise; if it does, keep the mail
@@ -142,7 +130,8 @@ class RouterShard:
         status, reason = "handled", None
         if context.unanswerable and not outgoing:
             status, reason = "unanswerable", context.unanswerable
-        return _Outcome(Fate.DONE, _contact(item, message, status, reason, name), outgoing)
+        contact = _contact(item, message, status, reason, name)
+        return Finished(item.connection, item.epoch, item.key, Fate.DONE, contact, outgoing)
 
     def _wake_outbound(self) -> None:
         """Tell the outbound connections there is new mail rather than wait for their poll."""
@@ -211,9 +200,16 @@ def _contact(
 
 def _quarantined(
     item: InboundItem, message: ParsedMessage | None, reason: str, application: str | None = None
-) -> _Outcome:
+) -> Finished:
     contact = _contact(item, message, "quarantined", reason, application)
-    return _Outcome(Fate.QUARANTINED, contact, quarantine=reason)
+    return Finished(
+        item.connection,
+        item.epoch,
+        item.key,
+        Fate.QUARANTINED,
+        contact,
+        quarantine=(reason, item.raw),
+    )
 
 
 async def _quietly(call: Awaitable[None]) -> None:

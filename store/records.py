@@ -47,6 +47,20 @@ class Outgoing:
 
 
 @dataclass(frozen=True, slots=True)
+class Finished:
+    """The outcome of processing one inbound message, written in one transaction."""
+
+    connection: str
+    epoch: int
+    key: str
+    fate: Fate
+    contact: Contact
+    outgoing: tuple[Outgoing, ...] = ()
+    quarantine: tuple[str, bytes] | None = None
+    """The reason, and the message's bytes, when it is quarantined."""
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedMail:
     id: int
     message_id: str

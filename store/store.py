@@ -13,7 +13,7 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.store import schema
-from mailport.store.records import Contact, Fate, Fenced, Outgoing, QueuedMail
+from mailport.store.records import Contact, Fate, Fenced, Finished, Outgoing, QueuedMail
 
 
 class Store:
@@ -89,10 +89,6 @@ class Store:
                 )
         return {k: known.get(k, Fate.CLAIMED) for k in keys}
 
-    async def fate(self, key: str) -> Fate | None:
-        async with self.engine.connect() as conn:
-            return (await _fates(conn, [key])).get(key)
-
     async def spool(self, connection: str, epoch: int, key: str, raw: bytes) -> None:
         """Durably accept mail that arrived by SMTP, before answering 250."""
         async with self._tx() as conn:
@@ -120,62 +116,23 @@ class Store:
             )
             return [(r.dedupe_key, r.raw) for r in rows]
 
-    async def finish(
-        self,
-        *,
-        connection: str,
-        epoch: int,
-        key: str,
-        fate: Fate,
-        contact: Contact,
-        outgoing: Iterable[Outgoing] = (),
-        quarantine: tuple[str, bytes] | None = None,
-    ) -> bool:
-        """Record the outcome of processing one message in one transaction: its contact
-        record, what it queued, its quarantine copy. False if it was already finished."""
+    async def fates(self, keys: list[str]) -> dict[str, Fate]:
+        async with self.engine.connect() as conn:
+            return await _fates(conn, keys)
+
+    async def finish(self, outcomes: list[Finished]) -> list[bool]:
+        """Record each outcome (its contact record, what it queued, its quarantine copy) in
+        one transaction; for each, False if the message had already been finished."""
         now = time.time()
         async with self._tx() as conn:
-            await _check_epoch(conn, connection, epoch)
-            fates = await _fates(conn, [key])
-            if fates.get(key, Fate.CLAIMED).finished:
-                return False
-            if key not in fates:
-                await conn.execute(
-                    insert(schema.inbound).values(
-                        dedupe_key=key,
-                        connection=connection,
-                        epoch=epoch,
-                        state=fate,
-                        claimed_at=now,
-                        done_at=now,
-                    )
-                )
-            else:
-                await conn.execute(
-                    update(schema.inbound)
-                    .where(schema.inbound.c.dedupe_key == key)
-                    .values(state=fate, done_at=now, raw=None)
-                )
-            await conn.execute(
-                insert(schema.contacts).values(
-                    **_contact_row(contact), dedupe_key=key, created_at=now
-                )
-            )
-            rows = [_outbound_row(o, key, now) for o in outgoing]
-            if rows:
-                await conn.execute(insert(schema.outbound), rows)
-            if quarantine is not None:
-                reason, raw = quarantine
-                await conn.execute(
-                    insert(schema.quarantine).values(
-                        dedupe_key=key,
-                        connection=connection,
-                        reason=reason,
-                        raw=raw,
-                        created_at=now,
-                    )
-                )
-            return True
+            for connection, epoch in {(o.connection, o.epoch) for o in outcomes}:
+                await _check_epoch(conn, connection, epoch)
+            fates = await _fates(conn, [o.key for o in outcomes])
+            fresh = [not fates.get(o.key, Fate.CLAIMED).finished for o in outcomes]
+            for outcome, is_fresh in zip(outcomes, fresh, strict=True):
+                if is_fresh:
+                    await _record(conn, outcome, known=outcome.key in fates, now=now)
+            return fresh
 
     # -- outbound queue ------------------------------------------------------------------
 
@@ -363,6 +320,43 @@ async def _fates(conn: AsyncConnection, keys: list[str]) -> dict[str, Fate]:
         )
         fates.update({k: Fate(s) for k, s in rows})
     return fates
+
+
+async def _record(conn: AsyncConnection, o: Finished, *, known: bool, now: float) -> None:
+    t = schema.inbound
+    if known:
+        await conn.execute(
+            update(t).where(t.c.dedupe_key == o.key).values(state=o.fate, done_at=now, raw=None)
+        )
+    else:
+        await conn.execute(
+            insert(t).values(
+                dedupe_key=o.key,
+                connection=o.connection,
+                epoch=o.epoch,
+                state=o.fate,
+                claimed_at=now,
+                done_at=now,
+            )
+        )
+    await conn.execute(
+        insert(schema.contacts).values(**_contact_row(o.contact), dedupe_key=o.key, created_at=now)
+    )
+    if o.outgoing:
+        await conn.execute(
+            insert(schema.outbound), [_outbound_row(m, o.key, now) for m in o.outgoing]
+        )
+    if o.quarantine is not None:
+        reason, raw = o.quarantine
+        await conn.execute(
+            insert(schema.quarantine).values(
+                dedupe_key=o.key,
+                connection=o.connection,
+                reason=reason,
+                raw=raw,
+                created_at=now,
+            )
+        )
 
 
 def _contact_row(c: Contact) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from email import message_from_bytes
 from email.policy import compat32
@@ -41,6 +42,7 @@ async def test_inbound_actor_killed_mid_batch(
             c["message_id"] for c in read_ledger(ledger) if c["connection"] == config.name
         )
 
+    started = time.monotonic()
     await node.add_inbound(config)
     try:
         await wait_until(lambda: len(handled()) >= COUNT // 5, 120, "a fifth of the batch")
@@ -52,6 +54,7 @@ async def test_inbound_actor_killed_mid_batch(
             "every message flagged after the restart",
         )
     finally:
+        elapsed = time.monotonic() - started
         await node.remove_inbound(config.name)
 
     calls = handled()
@@ -60,7 +63,8 @@ async def test_inbound_actor_killed_mid_batch(
     print(
         f"\ncrash test: killed after {at_kill}/{COUNT} handled; application calls "
         f"{sum(calls.values())} for {len(calls)} messages; replies at the sink "
-        f"{sum(replies[i] for i in ids)} for {len(ids & set(replies))} messages"
+        f"{sum(replies[i] for i in ids)} for {len(ids & set(replies))} messages; "
+        f"all flagged {elapsed:.1f} s after the start"
     )
     assert set(calls) == ids
     assert [i for i, n in calls.items() if n != 1] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from email import message_from_bytes
 from email.policy import compat32
@@ -62,6 +63,7 @@ async def test_corpus_over_imap(
     sampler = asyncio.create_task(
         _flagged_only_after_commit(dovecot, user, store, config.name, done)
     )
+    started = time.monotonic()
     await node.add_inbound(config)
     try:
         await wait_until(
@@ -70,6 +72,7 @@ async def test_corpus_over_imap(
             "every message to be flagged",
         )
     finally:
+        elapsed = time.monotonic() - started
         done.set()
         violations = await sampler
         await node.remove_inbound(config.name)
@@ -131,7 +134,7 @@ async def test_corpus_over_imap(
     print(
         f"\ncorpus over IMAP: {len(files)} messages, {answered} answered, "
         f"{unanswerable} unanswerable, {len(quarantined)} quarantined, "
-        f"{sum(calls.values())} application calls"
+        f"{sum(calls.values())} application calls, all flagged in {elapsed:.1f} s"
     )
     assert answered + unanswerable + len(quarantined) == len(files)
 
@@ -188,6 +191,7 @@ async def test_imap_security_modes(
     )
     dovecot.append(user, raw.encode())
     config = imap(dovecot, user, security)
+    started = time.monotonic()
     await node.add_inbound(config)
     try:
         await wait_until(

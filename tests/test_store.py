@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailport.store import Contact, Fate, Fenced, Outgoing, Store
+from mailport.store import Contact, Fate, Fenced, Finished, Outgoing, Store
 
 
 @pytest.fixture
@@ -30,12 +30,9 @@ def _reply(n: int) -> Outgoing:
 async def test_claim_dedupes_and_finish_is_once(store: Store) -> None:
     await store.fence("c", 5)
     assert await store.claim("c", 5, ["k1", "k2"]) == {"k1": Fate.CLAIMED, "k2": Fate.CLAIMED}
-    assert await store.finish(
-        connection="c", epoch=5, key="k1", fate=Fate.DONE, contact=_contact(), outgoing=[_reply(1)]
-    )
-    assert not await store.finish(
-        connection="c", epoch=5, key="k1", fate=Fate.DONE, contact=_contact(), outgoing=[_reply(1)]
-    )
+    done = Finished("c", 5, "k1", Fate.DONE, _contact(), (_reply(1),))
+    assert await store.finish([done]) == [True]
+    assert await store.finish([done]) == [False]
     assert await store.claim("c", 5, ["k1", "k2"]) == {"k1": Fate.DONE, "k2": Fate.CLAIMED}
     assert len(await store.rows("outbound")) == 1
     assert len(await store.rows("contacts")) == 1
@@ -48,20 +45,16 @@ async def test_a_stale_epoch_can_neither_claim_nor_finish(store: Store) -> None:
     with pytest.raises(Fenced):
         await store.claim("c", 1, ["k2"])
     with pytest.raises(Fenced):
-        await store.finish(connection="c", epoch=1, key="k", fate=Fate.DONE, contact=_contact())
+        await store.finish([Finished("c", 1, "k", Fate.DONE, _contact())])
     assert await store.fence("c", 1) == 2  # an epoch never goes back
-    assert await store.finish(connection="c", epoch=2, key="k", fate=Fate.DONE, contact=_contact())
+    assert await store.finish([Finished("c", 2, "k", Fate.DONE, _contact())]) == [True]
 
 
 async def test_quarantine_keeps_the_bytes_and_the_reason(store: Store) -> None:
     await store.fence("c", 1)
+    reason = "not an RFC 5322 message"
     await store.finish(
-        connection="c",
-        epoch=1,
-        key="q",
-        fate=Fate.QUARANTINED,
-        contact=_contact(),
-        quarantine=("not an RFC 5322 message", b"\x00junk"),
+        [Finished("c", 1, "q", Fate.QUARANTINED, _contact(), quarantine=(reason, b"\x00junk"))]
     )
     [row] = await store.rows("quarantine")
     assert (row["reason"], row["raw"]) == ("not an RFC 5322 message", b"\x00junk")
