@@ -191,7 +191,6 @@ async def test_imap_security_modes(
     )
     dovecot.append(user, raw.encode())
     config = imap(dovecot, user, security)
-    started = time.monotonic()
     await node.add_inbound(config)
     try:
         await wait_until(
