@@ -50,21 +50,22 @@ def parse(raw: bytes) -> ParsedMessage:
         return " ".join(_unescape_8bit(v) for v in _raw_values(msg, name))
 
     text, html, attachments = _body(msg, defects)
+    from_, sender = addresses("From"), addresses("Sender")
     return ParsedMessage(
         message_id=_first_msgid(ids("Message-ID")),
         subject=header("Subject"),
-        from_=addresses("From"),
+        from_=from_,
         to=addresses("To"),
         cc=addresses("Cc"),
         reply_to=addresses("Reply-To"),
-        sender=addresses("Sender"),
+        sender=sender,
         date=_date(msg, defects),
         in_reply_to=_first_msgid(ids("In-Reply-To")),
         references=tuple(_MSGID.findall(ids("References"))),
         text=text,
         html=html,
         attachments=tuple(attachments),
-        auto_submitted=_auto_submitted(header),
+        auto_submitted=_automatic(msg, header, (*from_, *sender)),
         defects=tuple(dict.fromkeys(defects)),
     )
 
@@ -216,15 +217,54 @@ def _date(msg: Message, defects: list[str]) -> datetime | None:
         return None
 
 
-def _auto_submitted(header: Callable[[str], str]) -> str | None:
+# Mailboxes that are machines: nobody reads an answer sent to them.
+_MACHINES = re.compile(
+    r"^(mailer[-_]?daemon|mail-daemon|post[-_]?master|no[-_]?reply|do[-_]?not[-_]?reply"
+    r"|bounces?)([-+.].*)?$",
+    re.IGNORECASE,
+)
+# Subjects that helpdesks treat as automatic when no header says so: out-of-office notes
+# and non-delivery reports in the languages of the clients that send them.
+_AUTOMATIC_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|automatische antwort"
+    r"|réponse automatique|respuesta automática|risposta automatica|autosvar"
+    r"|automatisch antwoord|undeliverable|undelivered mail|delivery status notification"
+    r"|mail delivery (failed|failure|system)|returned mail|failure notice"
+    r"|delivery failure|non[- ]?delivery)\b",
+    re.IGNORECASE,
+)
+_SUPPRESS = {"all", "dr", "ndr", "rn", "nrn", "oof", "autoreply"}
+
+
+def _automatic(
+    msg: Message, header: Callable[[str], str], senders: tuple[Address, ...]
+) -> str | None:
+    """Why this message must never be answered automatically (RFC 3834), or None.
+
+    Auto-replies, delivery and read reports and list traffic are answered by nobody: a
+    reply to them is how mail loops start."""
     value = header("Auto-Submitted").lower()
     if value and not value.startswith("no"):
-        return value
+        return f"Auto-Submitted: {value}"
+    if msg.get_content_type() == "multipart/report":
+        return f"a {msg.get_param('report-type') or 'delivery'} report"
+    if header("Return-Path").replace(" ", "") == "<>":
+        return "null sender (Return-Path: <>)"
+    for sender in senders:
+        if _MACHINES.match(sender.address.rpartition("@")[0]):
+            return f"sent by a machine ({sender.address})"
     precedence = header("Precedence").lower()
     if precedence in {"bulk", "junk", "list", "auto_reply"}:
-        return f"precedence: {precedence}"
-    if header("X-Autoreply") or header("X-Autorespond"):
-        return "x-autoreply"
+        return f"Precedence: {precedence}"
+    suppress = {v.strip().lower() for v in header("X-Auto-Response-Suppress").split(",")}
+    if suppress & _SUPPRESS:
+        return f"X-Auto-Response-Suppress: {header('X-Auto-Response-Suppress')}"
+    for name in ("X-Autoreply", "X-Autorespond", "List-Id", "List-Unsubscribe", "List-Post",
+                 "X-MLServer"):
+        if header(name):
+            return f"{name} present"
+    if _AUTOMATIC_SUBJECT.match(header("Subject")):
+        return f"automatic subject: {header('Subject')[:60]}"
     return None
 
 

@@ -68,7 +68,7 @@ def reply_to(
 ) -> OutboundMessage:
     """A reply quoting the original; raises Unanswerable when there is nobody to answer."""
     if original.auto_submitted:
-        raise Unanswerable(f"auto-submitted message ({original.auto_submitted}); RFC 3834")
+        raise Unanswerable(f"automatic mail is never answered: {original.auto_submitted}")
     own = own | {from_.address.lower()}
     recipients = reply_recipients(original, own=own)
     if not recipients:

@@ -5,6 +5,7 @@ MAILPORT_REQUIRE_CORPUS=1, which turns that skip into a failure."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,3 +33,21 @@ def corpus_files(*folders: str) -> list[Path]:
 
 def relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
+
+
+def expectations() -> dict[str, dict[str, object]]:
+    """The values the corpus's sources assert, by path (expected.jsonl)."""
+    corpus_files()  # skips, or fails in CI, when the corpus is absent
+    with open(ROOT / "expected.jsonl", encoding="utf-8") as lines:
+        return {e["path"]: e for e in map(json.loads, lines)}
+
+
+# Kinds of mail that answer mail: answering them in turn is how loops start.
+AUTOMATIC_KINDS = {
+    "autoreply",
+    "bounce",
+    "bounce-malformed",
+    "dsn-delivered",
+    "feedback-report",
+    "mdn",
+}

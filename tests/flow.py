@@ -111,15 +111,30 @@ def _utf8(value: str) -> str:
 
 
 def is_auto_submitted(raw: bytes) -> bool:
-    """RFC 3834: never answer automatic mail (Auto-Submitted other than "no", bulk/list)."""
+    """The letter of RFC 3834 and RFC 3464/8098: Auto-Submitted other than "no", a null
+    reverse path, a report, or bulk and list mail are never answered."""
     msg = stdlib_message(raw)
     auto = str(msg.get("Auto-Submitted", "")).strip().lower()
     precedence = str(msg.get("Precedence", "")).strip().lower()
     return (
         (bool(auto) and not auto.startswith("no"))
+        or str(msg.get("Return-Path", "")).replace(" ", "") == "<>"
+        or msg.get_content_type() == "multipart/report"
         or precedence in {"bulk", "junk", "list", "auto_reply"}
-        or bool(msg.get("X-Autoreply") or msg.get("X-Autorespond"))
+        or any(msg.get(h) for h in ("List-Id", "List-Unsubscribe", "List-Post"))
     )
+
+
+# What mailport may decline beyond that letter, and must then say so: helpdesk heuristics
+# for machine senders, list servers, and automatic subjects.
+HEURISTIC_REASONS = (
+    "sent by a machine",
+    "automatic subject",
+    "X-MLServer",
+    "X-Auto-Response-Suppress",
+    "X-Autoreply",
+    "X-Autorespond",
+)
 
 
 def msgid(value: str | None) -> str | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mailport.mail import Address, HeaderInjectionError, OutboundMessage, compose, parse
 from mailport.mail.reply import Unanswerable, reply_subject, reply_to
-from tests.corpus import corpus_files, relative
+from tests.corpus import AUTOMATIC_KINDS, ROOT, corpus_files, expectations, relative
 
 US = Address("Support", "support@example.com")
 
@@ -214,3 +214,21 @@ def test_compose_then_parse_keeps_subject_name_and_text(subject: str, text: str,
     assert parsed.text.replace("\r\n", "\n").rstrip("\n") == text.replace("\r\n", "\n").replace(
         "\r", "\n"
     ).rstrip("\n")
+
+
+def test_automatic_mail_is_never_answered() -> None:
+    """Every bounce, report, read receipt and auto-reply the sources name is declined; mail
+    the sources call "not a bounce" is declined only with a reason of its own."""
+    answered_automatic = []
+    for path, entry in expectations().items():
+        if entry["kind"] not in AUTOMATIC_KINDS:
+            continue
+        try:
+            reply_to(parse((ROOT / path).read_bytes()), from_=US, text="x")
+            answered_automatic.append(path)
+        except Unanswerable:
+            pass
+    assert answered_automatic == []
+    negative = parse((ROOT / "negatives/sisimai/is-not-bounce-02.eml").read_bytes())
+    assert negative.auto_submitted is None
+    assert reply_to(negative, from_=US, text="x").to[0].address == "dummy@example.com"
