@@ -27,9 +27,8 @@ class ImapError(Exception):
 
 
 class ImapMailbox:
-    def __init__(self, config: ImapInbound, password: str) -> None:
+    def __init__(self, config: ImapInbound) -> None:
         self.config = config
-        self._password = password
         self._client: Any = None
         self._lost = asyncio.Event()
         self.uidvalidity = 0
@@ -37,6 +36,7 @@ class ImapMailbox:
 
     async def open(self) -> None:
         cfg = self.config
+        password = cfg.password.resolve().get_secret_value()
         context = None
         if cfg.security is not Security.NONE:
             context = client_context(cfg.verify_certificate, cfg.ca_file)
@@ -53,7 +53,7 @@ class ImapMailbox:
         if cfg.security is Security.STARTTLS:
             assert context is not None
             await self._starttls(context)
-        _ok(await client.login(cfg.username, self._password), "LOGIN")
+        _ok(await client.login(cfg.username, password), "LOGIN")
         response = _ok(await client.select(cfg.folder), f"SELECT {cfg.folder}")
         match = next(
             filter(None, (_UIDVALIDITY.search(bytes(line)) for line in response.lines)), None

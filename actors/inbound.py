@@ -16,13 +16,11 @@ from typing import Any
 
 import ray
 
-from mailport.actors.events import EventSink
 from mailport.actors.imap import ImapMailbox
 from mailport.actors.mailbox import Fetched, Mailbox
 from mailport.actors.pop3 import Pop3Mailbox
 from mailport.actors.router import InboundItem
 from mailport.actors.smtp_listener import SmtpListenerMailbox
-from mailport.actors.stats import Event
 from mailport.config.models import ImapInbound, Inbound, Pop3Inbound, Settings
 from mailport.mail.thread import shard_for, thread_key
 from mailport.store import Fate, Fenced, Store
@@ -46,7 +44,6 @@ class InboundConnection:
         self.last_error: str | None = None
         self.failures = 0
         self.alarmed = True  # a restart may inherit an open alarm: clear it once connected
-        self.events = EventSink()
 
     async def ensure_running(self) -> dict[str, Any]:
         """Start the loop if it is not running (first start, or after Ray restarted us)."""
@@ -72,7 +69,7 @@ class InboundConnection:
             try:
                 self.state = "connecting"
                 await mailbox.open()
-                self.state, self.failures = "running", 0
+                self.state, self.failures, self.last_error = "running", 0, None
                 await self._alarm(None)
                 while True:
                     if not await self._round(mailbox):
@@ -90,9 +87,6 @@ class InboundConnection:
             except Exception as exc:
                 self.failures += 1
                 self.state, self.last_error = "retrying", f"{type(exc).__name__}: {exc}"
-                self.events.emit(
-                    Event("in", self.config.name, None, None, "error", self.last_error)
-                )
                 log.warning("%s: %s", self.config.name, self.last_error)
                 if self.failures >= ALARM_AFTER:
                     await self._alarm(self.last_error)
@@ -154,9 +148,9 @@ class InboundConnection:
     def _mailbox(self, store: Store) -> Mailbox:
         cfg = self.config
         if isinstance(cfg, ImapInbound):
-            return ImapMailbox(cfg, cfg.password.resolve().get_secret_value())
+            return ImapMailbox(cfg)
         if isinstance(cfg, Pop3Inbound):
-            return Pop3Mailbox(cfg, cfg.password.resolve().get_secret_value())
+            return Pop3Mailbox(cfg)
 
         async def spool(key: str, raw: bytes) -> None:
             await store.spool(cfg.name, self.epoch, key, raw)

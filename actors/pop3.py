@@ -106,15 +106,15 @@ class Pop3Client:
 
 
 class Pop3Mailbox:
-    def __init__(self, config: Pop3Inbound, password: str) -> None:
+    def __init__(self, config: Pop3Inbound) -> None:
         self.config = config
-        self._password = password
         self._client: Pop3Client | None = None
         self._settled: set[str] = set()
         self._listing: list[tuple[int, str]] | None = None
 
     async def open(self) -> None:
         cfg = self.config
+        password = cfg.password.resolve().get_secret_value()
         context = None
         if cfg.security is not Security.NONE:
             context = client_context(cfg.verify_certificate, cfg.ca_file)
@@ -122,7 +122,7 @@ class Pop3Mailbox:
             cfg.host, cfg.port, security=cfg.security, context=context, timeout=cfg.timeout
         )
         try:
-            await client.login(cfg.username, self._password)
+            await client.login(cfg.username, password)
         except BaseException:
             client.abort()
             raise

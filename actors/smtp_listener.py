@@ -13,6 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailport.actors.mailbox import Fetched, Ref
 from mailport.config.models import SmtpListenerInbound
+from mailport.store import Fenced
 
 Spool = Callable[[str, bytes], Awaitable[None]]
 Spooled = Callable[[], Awaitable[list[tuple[str, bytes]]]]
@@ -52,6 +53,7 @@ class SmtpListenerMailbox:
         self._server: asyncio.base_events.Server | None = None
         self._raw: dict[str, bytes] = {}
         self.last_error: str | None = None
+        self.fenced: Fenced | None = None
 
     async def open(self) -> None:
         if self._server is not None:
@@ -75,7 +77,12 @@ class SmtpListenerMailbox:
 
     async def accept(self, raw: bytes) -> None:
         key = f"{self.config.name}:smtp:{uuid.uuid4().hex}"
-        await self._spool(key, raw)
+        try:
+            await self._spool(key, raw)
+        except Fenced as exc:  # another node owns this listener now: stop, loudly
+            self.fenced = exc
+            self._arrived.set()
+            raise
         self._raw[key] = raw
         self._arrived.set()
 
@@ -90,6 +97,8 @@ class SmtpListenerMailbox:
             self._raw.pop(ref.key, None)
 
     async def wait(self) -> None:
+        if self.fenced is not None:
+            raise self.fenced
         self._arrived.clear()
         if not self._raw:
             await self._arrived.wait()

@@ -31,8 +31,11 @@ class Event:
         return " ".join(parts) + (f": {self.detail}" if self.detail else "")
 
 
-# Statuses that count as "failed" in the per-connection summary.
-FAILED = {"quarantined", "failed", "error"}
+# How the per-connection summary counts a message's status: "in" is every inbound message
+# processed (answered or not), "out" every message delivered, "failed" what needs a person.
+IN = {"handled", "unanswerable"}
+OUT = {"sent"}
+FAILED = {"quarantined", "failed"}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -46,7 +49,8 @@ class StatsAggregator:
         for event in events:
             self.seq += 1
             self.events.append((self.seq, event))
-            self.counts[(event.connection, event.direction)] += event.status in {"handled", "sent"}
+            self.counts[(event.connection, "in")] += event.status in IN
+            self.counts[(event.connection, "out")] += event.status in OUT
             self.counts[(event.connection, "failed")] += event.status in FAILED
             self.counts[(event.connection, event.status)] += 1
 

@@ -66,7 +66,7 @@ def _validate(path: Path) -> int:
 def _run(path: Path | None) -> int:
     import ray
 
-    from mailport.cluster.node import Node, anchored, init_ray
+    from mailport.cluster.node import Node, NodeRunning, anchored
 
     try:
         settings = anchored(_settings(path), Path.cwd())
@@ -78,14 +78,20 @@ def _run(path: Path | None) -> int:
 
     async def serve() -> None:
         console.print("mailport: starting one node (Ray, local coordinator)…")
-        init_ray()  # before our signal handlers, which Ray's would otherwise replace
+        await node.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after Ray's, which would replace ours
             loop.add_signal_handler(sig, stop.set)
-        await node.start()
         for line in _describe(settings):
             console.print(f"mailport: {line}", markup=False)
+        shown: dict[str, tuple[str, str | None]] = {}
+        for _ in range(50):  # up to 5 s for the connections to come up or say why not
+            status = await node.publish_status()
+            if all(a["state"] not in {"starting", "connecting"} for a in status["actors"]):
+                break
+            await asyncio.sleep(0.1)
+        _print_changes(status["actors"], shown)
         console.print("mailport: ready. Ctrl-C stops.")
         ticks = 0
         while not stop.is_set():
@@ -93,12 +99,7 @@ def _run(path: Path | None) -> int:
                 print(_event_line(event), flush=True)
             ticks += 1
             if ticks % 10 == 0:
-                for state in (await node.publish_status())["actors"]:
-                    if state.get("error") and state["state"] != "running":
-                        err.print(
-                            f"mailport: {state['connection']}: {state['state']}: {state['error']}",
-                            markup=False,
-                        )
+                _print_changes((await node.publish_status())["actors"], shown)
             try:
                 await asyncio.wait_for(stop.wait(), 0.1)
             except TimeoutError:
@@ -108,9 +109,22 @@ def _run(path: Path | None) -> int:
 
     try:
         asyncio.run(serve())
+    except NodeRunning as exc:
+        err.print(f"mailport: {exc}", markup=False)
+        return 1
     finally:
         ray.shutdown()
     return 0
+
+
+def _print_changes(actors: list[dict[str, Any]], shown: dict[str, tuple[str, str | None]]) -> None:
+    """Say when a connection's state or error changes; silence while nothing does."""
+    for actor in actors:
+        now = (actor["state"], actor.get("error"))
+        if shown.get(actor["connection"], ("starting", None)) != now:
+            line = f"mailport: {actor['connection']}: {now[0]}" + (f": {now[1]}" if now[1] else "")
+            (err if now[1] else console).print(line, markup=False)
+        shown[actor["connection"]] = now
 
 
 def _describe(settings: Settings) -> list[str]:

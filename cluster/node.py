@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import ray
+from ray._private import ray_constants
 
 from mailport.actors.events import STATS_ACTOR
 from mailport.actors.inbound import InboundConnection
@@ -42,18 +44,54 @@ def anchored(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(update={"store": Store(url=url), "outbound": outbound, "node": node})
 
 
+def _loopback_only() -> None:
+    """Keep a node of our own on 127.0.0.1. Ray swaps 127.0.0.1 for the machine's address
+    and binds every interface unless it believes it runs where clusters are off (Windows,
+    macOS). That belief is read from the environment when ray is imported: set it for the
+    processes Ray starts, and in the constant this process has already read."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def init_ray(address: str | None = None) -> None:
     if not ray.is_initialized():
         options: dict[str, Any] = {}
-        if address is None:  # a node of our own: keep it on loopback
-            options = {"_node_ip_address": "127.0.0.1", "num_cpus": max(os.cpu_count() or 2, 2)}
+        if address is None:
+            _loopback_only()
+            options = {"num_cpus": max(os.cpu_count() or 2, 2)}
         ray.init(
             address=address,
             namespace=NAMESPACE,
             logging_level=logging.ERROR,
             include_dashboard=False,
+            # Actors report through events, states and alarms; their raw logs stay in Ray's
+            # session directory instead of interleaving with the node's own output.
+            log_to_driver=False,
             **options,
         )
+
+
+class NodeRunning(Exception):
+    """Another node already runs from this data directory."""
+
+
+def _lock(settings: Settings) -> TextIO:
+    """Hold the data directory for this process: two nodes on one store would fence each
+    other out in turn."""
+    handle = open(settings.node.data_dir / "node.lock", "a+")  # noqa: SIM115 - held for life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise NodeRunning(
+            f"another mailport node (pid {holder}) is running from {settings.node.data_dir}"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def status_file(settings: Settings) -> Path:
@@ -82,10 +120,12 @@ class Node:
         self.inbound: dict[str, Any] = {}
         self.seen_events = 0
         self.store: MailStore | None = None
+        self.lock: TextIO | None = None
 
     async def start(self) -> None:
-        init_ray()
         self.settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = _lock(self.settings)
+        init_ray()
         self.store = await MailStore.open(self.settings.store.url)
         self.stats = _actor(StatsAggregator).options(name=STATS_ACTOR, get_if_exists=True).remote()
         self.shard_names = [f"router-{i}" for i in range(self.settings.node.shards)]
@@ -182,6 +222,8 @@ class Node:
         status_file(self.settings).unlink(missing_ok=True)
         if self.store is not None:
             await self.store.close()
+        if self.lock is not None:
+            self.lock.close()
 
 
 def _actor(cls: object) -> Any:

@@ -259,8 +259,14 @@ def _automatic(
     suppress = {v.strip().lower() for v in header("X-Auto-Response-Suppress").split(",")}
     if suppress & _SUPPRESS:
         return f"X-Auto-Response-Suppress: {header('X-Auto-Response-Suppress')}"
-    for name in ("X-Autoreply", "X-Autorespond", "List-Id", "List-Unsubscribe", "List-Post",
-                 "X-MLServer"):
+    for name in (
+        "X-Autoreply",
+        "X-Autorespond",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Post",
+        "X-MLServer",
+    ):
         if header(name):
             return f"{name} present"
     if _AUTOMATIC_SUBJECT.match(header("Subject")):

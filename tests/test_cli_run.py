@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.sockets import listeners_off_loopback
+
 BIN = Path(sys.executable).parent
 
 
@@ -110,3 +112,7 @@ def test_status_reports_the_counts(running: tuple[Path, int, Path]) -> None:
     assert counts["mx"]["in"] == 1
     assert counts["outbox"]["out"] == 1
     assert counts["mx"]["failed"] == counts["outbox"]["failed"] == 0
+
+
+def test_everything_listens_on_loopback_only(running: tuple[Path, int, Path]) -> None:
+    assert listeners_off_loopback(("ray", "mailport", "gcs_server", "raylet")) == []
