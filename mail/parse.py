@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 from mailport.mail import charsets
 from mailport.mail.message import Address, Attachment, ParsedMessage
+from mailport.mail.words import decode_words, unescape_8bit
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 # RFC 5322 section 4.5.4: the obsolete syntax allows comments and folding inside an id.
@@ -37,17 +38,18 @@ def parse(raw: bytes) -> ParsedMessage:
     if not raw.strip() or not list(msg.keys()):
         return _unreadable("no header fields: not an RFC 5322 message")
     defects.extend(type(d).__name__ for d in msg.defects)
+    hint = _declared_charset(msg)
 
     def header(name: str) -> str:
-        return _header(msg, name, defects)
+        return _header(msg, name, hint)
 
     def addresses(name: str) -> tuple[Address, ...]:
-        return _addresses(msg, name, defects)
+        return _addresses(msg, name, defects, hint)
 
     def ids(name: str) -> str:
         # Message ids are taken verbatim: a reply must echo them byte for byte, and the
         # header registry rewrites the unusual ones (two @ signs, say).
-        return " ".join(_unescape_8bit(v) for v in _raw_values(msg, name))
+        return " ".join(unescape_8bit(v, hint) for v in _raw_values(msg, name))
 
     text, html, attachments = _body(msg, defects)
     from_, sender = addresses("From"), addresses("Sender")
@@ -85,6 +87,18 @@ def _normalise_header_block(raw: bytes, defects: list[str]) -> bytes:
     return raw
 
 
+def _declared_charset(msg: Message) -> str | None:
+    """The first charset the message declares for its text: raw 8-bit header bytes that are
+    not UTF-8 are, in practice, in the same charset as the body."""
+    try:
+        for part in msg.walk():
+            if part.get_content_maintype() == "text" and part.get_content_charset():
+                return part.get_content_charset()
+    except RecursionError:  # absurdly deep nesting; the body reader reports it
+        pass
+    return None
+
+
 def _unreadable(reason: str) -> ParsedMessage:
     return ParsedMessage(
         message_id=None,
@@ -106,13 +120,11 @@ def _unreadable(reason: str) -> ParsedMessage:
     )
 
 
-def _header(msg: Message, name: str, defects: list[str]) -> str:
-    try:
-        value = msg.get(name)
-        return "" if value is None else " ".join(_unescape_8bit(str(value)).split())
-    except Exception as exc:
-        defects.append(f"{name}: {type(exc).__name__}")
-    return " ".join(" ".join(_decode_words(v).split()) for v in _raw_values(msg, name))
+def _header(msg: Message, name: str, hint: str | None) -> str:
+    """The first field of that name, decoded and unfolded (a repeated Subject is a defect,
+    and the first is what clients show)."""
+    values = _raw_values(msg, name)
+    return " ".join(decode_words(values[0], hint).split()) if values else ""
 
 
 def _raw_values(msg: Message, name: str) -> list[str]:
@@ -121,27 +133,13 @@ def _raw_values(msg: Message, name: str) -> list[str]:
     return [str(v) for k, v in msg.raw_items() if k.lower() == wanted]
 
 
-def _unescape_8bit(value: str) -> str:
-    """The email package keeps undecodable 8-bit header bytes as surrogates; decode them."""
-    if any("\udc80" <= c <= "\udcff" for c in value):
-        return charsets.decode(value.encode("utf-8", "surrogateescape"), None)[0]
-    return value
-
-
-def _decode_words(value: str) -> str:
-    """RFC 2047 words decoded, and raw 8-bit bytes (kept as surrogates) decoded by charset."""
-    value = _unescape_8bit(value)
-    try:
-        return str(email.header.make_header(email.header.decode_header(value)))
-    except Exception:
-        return value
-
-
 _BARE_LIST = re.compile(r"^\s*[^\s<>\",;]+@[^\s<>\",;]+(?:\s+[^\s<>\",;]+@[^\s<>\",;]+)+\s*$")
 
 
-def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
-    raw = [_unescape_8bit(v) for v in _raw_values(msg, name)]
+def _addresses(
+    msg: Message, name: str, defects: list[str], hint: str | None
+) -> tuple[Address, ...]:
+    raw = [unescape_8bit(v, hint) for v in _raw_values(msg, name)]
     if raw and all(_BARE_LIST.match(v) for v in raw):
         # "From: a@example.com b@example.com": bare addresses with the commas left out.
         defects.append(f"{name}: addresses not separated by commas")
@@ -153,19 +151,19 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ..
                 if addr.addr_spec and addr.addr_spec != "<>":
                     strict.append(
                         _unbracketed(
-                            _unescape_8bit(addr.display_name or ""),
-                            _unescape_8bit(addr.addr_spec),
+                            unescape_8bit(addr.display_name or "", hint),
+                            unescape_8bit(addr.addr_spec, hint),
                             defects,
                         )
                     )
         if strict and all(a.usable for a in strict):
-            return _names_from_encoded_words(strict, raw)
+            return _names_from_encoded_words(strict, raw, hint)
     except Exception as exc:
         defects.append(f"{name}: {type(exc).__name__}")
     # The lenient reading copes with what the strict one cannot, such as an unquoted "@"
     # in a display name; keep whichever reading found more usable mailboxes.
     try:
-        pairs = email.utils.getaddresses([_decode_words(v) for v in raw])
+        pairs = email.utils.getaddresses([decode_words(v, hint) for v in raw])
     except RecursionError:  # the legacy parser recurses once per group or route
         defects.append(f"{name}: too deeply nested to read")
         pairs = []
@@ -175,14 +173,16 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ..
     return tuple(strict or lenient)
 
 
-def _names_from_encoded_words(found: list[Address], raw: list[str]) -> tuple[Address, ...]:
-    """The header registry keeps the space between adjacent encoded words of a display name;
-    RFC 2047 section 6.2 says it is not part of the text. decode_header() drops it."""
+def _names_from_encoded_words(
+    found: list[Address], raw: list[str], hint: str | None
+) -> tuple[Address, ...]:
+    """Display names decoded by mail.words, which reads encoded words as RFC 2047 means
+    them, where the header registry does not (see that module)."""
     if not any("=?" in v for v in raw):
         return tuple(found)
     try:
         names = {
-            spec.lower(): _decode_words(display)
+            spec.lower(): decode_words(display, hint)
             for display, spec in email.utils.getaddresses(raw)
             if display
         }
@@ -342,7 +342,7 @@ def _filename(part: Message, defects: list[str]) -> str | None:
     except Exception as exc:
         defects.append(f"filename: {type(exc).__name__}")
         return None
-    return _decode_words(name) if name else None
+    return decode_words(name) if name else None
 
 
 class _TextExtractor(HTMLParser):

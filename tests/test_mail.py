@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mailport.mail import Address, HeaderInjectionError, OutboundMessage, compose, parse
 from mailport.mail.reply import Unanswerable, reply_subject, reply_to
+from mailport.mail.words import decode_words
 from tests.corpus import AUTOMATIC_KINDS, ROOT, corpus_files, expectations, relative
 
 US = Address("Support", "support@example.com")
@@ -232,3 +233,31 @@ def test_automatic_mail_is_never_answered() -> None:
     negative = parse((ROOT / "negatives/sisimai/is-not-bounce-02.eml").read_bytes())
     assert negative.auto_submitted is None
     assert reply_to(negative, from_=US, text="x").to[0].address == "dummy@example.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "hint", "expected"),
+    [
+        # iso-8859-8-i is Hebrew in logical order; Python knows it only as iso-8859-8.
+        (
+            "=?iso-8859-8-i?B?7vLw5CAn4PDpIOzgIPDu9uAnOiBJbnZvaWNlIDAyNzIyMDI3?=",
+            None,
+            "מענה 'אני לא נמצא': Invoice 02722027",
+        ),
+        # Whitespace between adjacent encoded words is not text (RFC 2047 section 6.2), even
+        # when their charsets differ.
+        (
+            "=?ISO-8859-1?B?SWYgeW91IGNhbiByZWFkIHRoaXMgeW8=?=\r\n =?ISO-8859-2?B?dSB1bmRlcnN0YW5k?=",
+            None,
+            "If you can read this you understand",
+        ),
+        # One UTF-8 character split across two words.
+        ("=?utf-8?b?4pw=?= =?utf-8?b?kw==?=", None, "✓"),
+        ("=?utf-8?q?a?= b =?utf-8?q?c?=", None, "a b c"),
+        # Raw 8-bit header bytes: UTF-8 first (RFC 6532), else the body's declared charset.
+        ("提示".encode("gb2312").decode("utf-8", "surrogateescape"), "gb2312", "提示"),
+        ("Grüße".encode().decode("utf-8", "surrogateescape"), "iso-8859-1", "Grüße"),
+    ],
+)
+def test_header_words(value: str, hint: str | None, expected: str) -> None:
+    assert decode_words(value, hint) == expected
