@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailport.config.models import Application
 from mailport.mail.compose import OutboundMessage
 from mailport.mail.message import Address, ParsedMessage
 from mailport.mail.reply import Unanswerable, reply_to
@@ -60,6 +61,20 @@ def load_handler(spec: str) -> Handler:
     if not callable(target):
         raise TypeError(f"{spec} is not callable")
     return target  # type: ignore[no-any-return]
+
+
+def unloadable(applications: Iterable[Application]) -> list[str]:
+    """Why each application whose handler cannot be imported cannot be, one line each."""
+    problems = []
+    for i, app in enumerate(applications):
+        try:
+            load_handler(app.handler)
+        except Exception as exc:
+            problems.append(
+                f"applications[{i}].handler: {app.name}: cannot load {app.handler}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    return problems
 
 
 async def run_handler(handler: Handler, context: ApplicationContext) -> None:

@@ -56,6 +56,14 @@ def _validate(path: Path) -> int:
             err.print(f"{exc.source}:{error}", markup=False)
         err.print(f"{len(exc.errors)} error(s)")
         return 1
+    from mailport.actors.application import unloadable
+
+    problems = unloadable(settings.applications)
+    for problem in problems:
+        err.print(f"{path}: {problem}", markup=False)
+    if problems:
+        err.print(f"{len(problems)} error(s)")
+        return 1
     console.print(
         f"{path}: valid: {len(settings.inbound)} inbound, {len(settings.outbound)} outbound, "
         f"{len(settings.applications)} application(s)"
@@ -66,7 +74,7 @@ def _validate(path: Path) -> int:
 def _run(path: Path | None) -> int:
     import ray
 
-    from mailport.cluster.node import Node, NodeRunning, anchored
+    from mailport.cluster.node import CannotStart, Node, NodeRunning, anchored
 
     try:
         settings = anchored(_settings(path), Path.cwd())
@@ -109,7 +117,7 @@ def _run(path: Path | None) -> int:
 
     try:
         asyncio.run(serve())
-    except NodeRunning as exc:
+    except (NodeRunning, CannotStart) as exc:
         err.print(f"mailport: {exc}", markup=False)
         return 1
     finally:

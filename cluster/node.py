@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import ray
 from ray._private import ray_constants
 
+from mailport.actors.application import unloadable
 from mailport.actors.events import STATS_ACTOR
 from mailport.actors.inbound import InboundConnection
 from mailport.actors.outbound import OutboundConnection
@@ -75,6 +76,10 @@ class NodeRunning(Exception):
     """Another node already runs from this data directory."""
 
 
+class CannotStart(Exception):
+    """The settings name something this node cannot use, such as a missing handler."""
+
+
 def _lock(settings: Settings) -> TextIO:
     """Hold the data directory for this process: two nodes on one store would fence each
     other out in turn."""
@@ -123,6 +128,9 @@ class Node:
         self.lock: TextIO | None = None
 
     async def start(self) -> None:
+        problems = unloadable(self.settings.applications)
+        if problems:
+            raise CannotStart("; ".join(problems))
         self.settings.node.data_dir.mkdir(parents=True, exist_ok=True)
         self.lock = _lock(self.settings)
         init_ray()

@@ -9,9 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mailport.config.models import Settings
-
-Location = tuple[str | int, ...]
+from mailport.config.models import Location, Settings, reference_errors
 
 
 @dataclass(frozen=True)
@@ -22,8 +20,8 @@ class ConfigError:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.line}:{self.column}" if self.line is not None else "-"
-        return f"{where}: {self.path or '(top)'}: {self.message}"
+        where = f"{self.line}:{self.column}: " if self.line is not None else " "
+        return f"{where}{self.path + ': ' if self.path else ''}{self.message}"
 
 
 class InvalidConfig(Exception):
@@ -47,27 +45,43 @@ def loads(text: str, source: str = "<config>") -> Settings:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise InvalidConfig(source, [ConfigError(line, col, "", str(exc))]) from exc
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidConfig(source, [ConfigError(line, col, "", f"YAML: {problem}")]) from exc
     marks: dict[Location, tuple[int, int]] = {}
-    data = _to_python(node, (), marks) if node is not None else {}
+    problems: list[ConfigError] = []
+    data = _to_python(node, (), marks, problems) if node is not None else {}
+    references = [_at(loc, message, marks) for loc, message in reference_errors(data)]
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise InvalidConfig(source, [_locate(e, marks) for e in exc.errors()]) from exc
+        # The model reports a reference error without a place; the loader has it with one.
+        located = [_locate(e, marks) for e in exc.errors() if e["loc"] or not references]
+        problems += located + [r for r in references if r not in located]
+    if problems:
+        problems.sort(key=lambda e: (e.line or 0, e.column or 0))
+        raise InvalidConfig(source, problems)
+    return settings
 
 
-def _to_python(node: yaml.Node, loc: Location, marks: dict[Location, tuple[int, int]]) -> Any:
+def _to_python(
+    node: yaml.Node,
+    loc: Location,
+    marks: dict[Location, tuple[int, int]],
+    problems: list[ConfigError],
+) -> Any:
     marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         result = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
-            result[key] = _to_python(value_node, (*loc, key), marks)
-            # Point errors about a key at the key, not at its value.
-            marks[(*loc, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in result:
+                problems.append(ConfigError(*where, _path((*loc, key)), "duplicate key"))
+            result[key] = _to_python(value_node, (*loc, key), marks, problems)
+            marks[(*loc, key)] = where  # errors about a key point at the key, not its value
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*loc, i), marks) for i, item in enumerate(node.value)]
+        return [_to_python(item, (*loc, i), marks, problems) for i, item in enumerate(node.value)]
     return yaml.SafeLoader("").construct_object(node)
 
 
@@ -78,6 +92,16 @@ def _locate(error: Any, marks: dict[Location, tuple[int, int]]) -> ConfigError:
     for part in error["loc"]:
         if (*loc, part) in marks:
             loc.append(part)
-    line, col = marks.get(tuple(loc), (None, None))
-    path = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
-    return ConfigError(line, col, path, error["msg"])
+    return _at(tuple(loc), error["msg"], marks)
+
+
+def _at(loc: Location, message: str, marks: dict[Location, tuple[int, int]]) -> ConfigError:
+    known = loc
+    while known and known not in marks:  # a default the document left out: its parent
+        known = known[:-1]
+    line, col = marks.get(known, (None, None))
+    return ConfigError(line, col, _path(loc), message)
+
+
+def _path(loc: Location) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")

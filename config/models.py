@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -154,24 +154,56 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
-        _unique("inbound", [c.name for c in self.inbound])
-        _unique("outbound", [c.name for c in self.outbound])
-        _unique("applications", [a.name for a in self.applications])
-        known = {a.name for a in self.applications}
-        for name in [self.routing.default, *(r.application for r in self.routing.rules)]:
-            if name not in known:
-                raise ValueError(f"routing names application {name!r}, which is not configured")
-        if not self.outbound:
-            raise ValueError("at least one outbound connection is needed")
+        problems = reference_errors(self.model_dump(mode="python"))
+        if problems:
+            raise ValueError(problems[0][1])
         return self
 
     def application(self, name: str) -> Application:
         return next(a for a in self.applications if a.name == name)
 
 
-def _unique(section: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{section}: the name {name!r} is used twice")
-        seen.add(name)
+Location = tuple[str | int, ...]
+
+
+def reference_errors(data: Any) -> list[tuple[Location, str]]:
+    """What one field cannot know alone: names used twice, and routing to applications
+    that are not configured. Works on the raw document, so the loader can point at the
+    line of each, beside the field errors."""
+    if not isinstance(data, dict):
+        return []
+    problems: list[tuple[Location, str]] = []
+    names: dict[str, set[str]] = {}
+    for section in ("inbound", "outbound", "applications"):
+        entries = data.get(section)
+        default = ["acknowledge"] if section == "applications" else []
+        if not isinstance(entries, list | tuple):
+            names[section] = set(default) if entries is None else set()
+            continue
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                if name in seen:
+                    problems.append(((section, i, "name"), f"the name {name!r} is used twice"))
+                seen.add(name)
+        names[section] = seen
+    if isinstance(data.get("outbound"), list | tuple) and not data["outbound"]:
+        problems.append((("outbound",), "at least one outbound connection is needed"))
+    routing = data.get("routing")
+    if not isinstance(routing, dict):
+        routing = {}
+    wanted: list[tuple[Location, Any]] = [
+        (("routing", "default"), routing.get("default", "acknowledge"))
+    ]
+    rules = routing.get("rules")
+    if isinstance(rules, list | tuple):
+        wanted += [
+            (("routing", "rules", i, "application"), r.get("application"))
+            for i, r in enumerate(rules)
+            if isinstance(r, dict)
+        ]
+    for loc, name in wanted:
+        if isinstance(name, str) and name not in names["applications"]:
+            problems.append((loc, f"routing names application {name!r}, which is not configured"))
+    return problems

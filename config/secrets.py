@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -15,6 +16,15 @@ class SecretSource(BaseModel):
 
     env: str | None = None
     file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, data: Any) -> Any:
+        if isinstance(data, str | int):
+            raise ValueError(
+                "write {env: NAME} or {file: PATH}: a password is never kept in the config"
+            )
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretSource:

@@ -22,6 +22,8 @@ _MSGID = re.compile(r"<[^<>\s]+>")
 _OBS_MSGID = re.compile(r"<[^<>]+@[^<>]+>")
 _CFWS = re.compile(r"\([^()]*\)|\s+")
 _TEXT_SUBTYPES = {"plain", "html"}
+# Fields that receiving servers add (RFC 5321 section 4.4): alone they do not make an email.
+_TRACE = {"return-path", "received", "delivered-to", "x-original-to"}
 
 
 _OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
@@ -35,7 +37,7 @@ def parse(raw: bytes) -> ParsedMessage:
         msg = email.message_from_bytes(raw, policy=policy.default)
     except Exception as exc:  # the stdlib parser is meant not to raise; be sure of it
         return _unreadable(f"parser failed: {type(exc).__name__}: {exc}")
-    if not raw.strip() or not list(msg.keys()):
+    if not raw.strip() or not [k for k in msg if k.lower() not in _TRACE]:
         return _unreadable("no header fields: not an RFC 5322 message")
     defects.extend(type(d).__name__ for d in msg.defects)
     hint = _declared_charset(msg)

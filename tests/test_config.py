@@ -109,3 +109,51 @@ def test_cli_validate(tmp_path: Path) -> None:
     passed = subprocess.run([*cli, str(good)], capture_output=True, text=True, check=False)
     assert passed.returncode == 0, passed.stderr
     assert "valid" in passed.stdout
+
+
+def test_field_and_reference_errors_come_together_in_line_order() -> None:
+    text = (
+        "inbound:\n"
+        "  - {kind: smtp-listener, name: mx, port: 0}\n"
+        "  - {kind: smtp-listener, name: mx}\n"
+        "routing:\n"
+        "  default: helpdesk\n"
+        "  rules:\n"
+        "    - {recipient: a@example.com, application: sales}\n"
+    )
+    with pytest.raises(InvalidConfig) as caught:
+        loads(text)
+    assert [(e.line, e.path) for e in caught.value.errors] == [
+        (2, "inbound[0].port"),
+        (3, "inbound[1].name"),
+        (5, "routing.default"),
+        (7, "routing.rules[0].application"),
+    ]
+
+
+def test_duplicate_keys_and_inline_passwords_are_refused() -> None:
+    text = (
+        "inbound:\n"
+        "  - kind: imap\n    name: a\n    host: h\n    port: 993\n    username: u\n"
+        "    password: hunter2\n"
+        "    host: other\n"
+    )
+    with pytest.raises(InvalidConfig) as caught:
+        loads(text)
+    messages = {e.path: e.message for e in caught.value.errors}
+    assert messages["inbound[0].host"] == "duplicate key"
+    assert "write {env: NAME} or {file: PATH}" in messages["inbound[0].password"]
+    assert "hunter2" not in str(caught.value.errors)
+
+
+def test_cli_validate_imports_the_handlers(tmp_path: Path) -> None:
+    config = tmp_path / "apps.yaml"
+    config.write_text('applications:\n  - {name: acknowledge, handler: "nosuchmodule:handle"}\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "mailport.cluster.cli", "config", "validate", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot load nosuchmodule:handle: ModuleNotFoundError" in result.stderr

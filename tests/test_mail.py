@@ -247,7 +247,8 @@ def test_automatic_mail_is_never_answered() -> None:
         # Whitespace between adjacent encoded words is not text (RFC 2047 section 6.2), even
         # when their charsets differ.
         (
-            "=?ISO-8859-1?B?SWYgeW91IGNhbiByZWFkIHRoaXMgeW8=?=\r\n =?ISO-8859-2?B?dSB1bmRlcnN0YW5k?=",
+            "=?ISO-8859-1?B?SWYgeW91IGNhbiByZWFkIHRoaXMgeW8=?=\r\n"
+            " =?ISO-8859-2?B?dSB1bmRlcnN0YW5k?=",
             None,
             "If you can read this you understand",
         ),
@@ -261,3 +262,8 @@ def test_automatic_mail_is_never_answered() -> None:
 )
 def test_header_words(value: str, hint: str | None, expected: str) -> None:
     assert decode_words(value, hint) == expected
+
+
+def test_trace_fields_alone_do_not_make_an_email() -> None:
+    junk = b"Return-Path: <a@example.org>\r\nReceived: from x by y\r\n\r\n\x00\x01binary junk"
+    assert parse(junk).fatal == "no header fields: not an RFC 5322 message"
