@@ -15,11 +15,18 @@ class Coordinator(Protocol):
 
 
 class LocalCoordinator:
-    """One node serves everything. Each start takes a new, larger epoch, so anything left
-    over from an earlier run of this node is fenced out of the store."""
+    """One node serves everything. Each assignment takes a new, larger epoch (milliseconds
+    since the epoch, or one more than the last): anything left over from an earlier run, or
+    from before a connection was removed and added again, is fenced out of the store."""
 
     def __init__(self) -> None:
-        self.epoch = time.time_ns() // 1_000_000
+        self.assigned: dict[str, int] = {}
+        self.last = 0
 
     async def assign(self, node: str, connections: list[str]) -> dict[str, int]:
-        return {name: self.epoch for name in connections}
+        self.assigned = {name: self.assigned.get(name) or self._next() for name in connections}
+        return dict(self.assigned)
+
+    def _next(self) -> int:
+        self.last = max(time.time_ns() // 1_000_000, self.last + 1)
+        return self.last
