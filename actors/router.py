@@ -194,6 +194,7 @@ def _contact(
         status=status,
         reason=reason,
         in_reply_to=message.in_reply_to if message else None,
+        language=message.language if message else None,
         defects=message.defects if message else (),
     )
 

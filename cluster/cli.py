@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--config", type=Path, help="the settings the node runs with")
     status.add_argument("--json", action="store_true")
 
+    parse = commands.add_parser("parse", help="read message files as mailport reads them")
+    parse.add_argument("paths", nargs="+", type=Path)
+    parse.add_argument("--json", action="store_true", help="one JSON object per message")
+
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a settings file")
@@ -41,7 +45,34 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "status":
         return _status(args.config, args.json)
+    if args.command == "parse":
+        return _parse(args.paths, args.json)
     return _validate(args.file)
+
+
+def _parse(paths: list[Path], as_json: bool) -> int:
+    from mailport.mail import parse
+    from mailport.mail.summary import summary
+
+    unreadable = 0
+    for path in paths:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            err.print(f"mailport: {path}: {exc.strerror}", markup=False)
+            unreadable += 1
+            continue
+        fields = summary(parse(raw), path=str(path))
+        if as_json:
+            print(json.dumps(fields, ensure_ascii=False), flush=True)
+            continue
+        table = Table(title=str(path), show_header=False)
+        for name, value in fields.items():
+            if name != "path":
+                shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                table.add_row(name, shown if name != "text" else shown[:500])
+        console.print(table)
+    return 1 if unreadable else 0
 
 
 def _settings(path: Path | None) -> Settings:

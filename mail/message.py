@@ -46,7 +46,10 @@ class ParsedMessage:
     html: str | None
     attachments: tuple[Attachment, ...]
     auto_submitted: str | None
-    """The RFC 3834 Auto-Submitted value, or a stand-in for the legacy Precedence markers."""
+    """Why this message is automatic and must never be answered (RFC 3834), or None."""
+    kind: str = "normal"
+    """normal | dsn | mdn | autoreply | feedback: a first cut; receipts refine it."""
+    language: str | None = None
     defects: tuple[str, ...] = field(default=())
     fatal: str | None = None
     """Why this input cannot be handled as a message at all; None for anything readable."""

@@ -13,7 +13,7 @@ from email import policy
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
-from mailport.mail import charsets
+from mailport.mail import charsets, language
 from mailport.mail.message import Address, Attachment, ParsedMessage
 from mailport.mail.words import decode_words, unescape_8bit
 
@@ -55,6 +55,7 @@ def parse(raw: bytes) -> ParsedMessage:
 
     text, html, attachments = _body(msg, defects)
     from_, sender = addresses("From"), addresses("Sender")
+    automatic = _automatic(msg, header, (*from_, *sender))
     return ParsedMessage(
         message_id=_first_msgid(ids("Message-ID")),
         subject=header("Subject"),
@@ -69,7 +70,9 @@ def parse(raw: bytes) -> ParsedMessage:
         text=text,
         html=html,
         attachments=tuple(attachments),
-        auto_submitted=_automatic(msg, header, (*from_, *sender)),
+        auto_submitted=automatic,
+        kind=_kind(msg, header, automatic),
+        language=language.detect(text),
         defects=tuple(dict.fromkeys(defects)),
     )
 
@@ -274,6 +277,56 @@ def _automatic(
     if _AUTOMATIC_SUBJECT.match(header("Subject")):
         return f"automatic subject: {header('Subject')[:60]}"
     return None
+
+
+_REPORTS = {
+    "delivery-status": "dsn",
+    "global-delivery-status": "dsn",
+    "disposition-notification": "mdn",
+    "global-disposition-notification": "mdn",
+    "feedback-report": "feedback",
+}
+_OUT_OF_OFFICE = re.compile(
+    r"auto(matic)?[ -]?(reply|response)|out of (the )?office|automatische antwort"
+    r"|réponse automatique|respuesta automática|risposta automatica|autosvar"
+    r"|automatisch antwoord",
+    re.IGNORECASE,
+)
+
+
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|delivery (status|failure|failed|notification|problem)|returned mail"
+    r"|failure notice|non[- ]?delivery|mail delivery|could not (be )?deliver|mail system error"
+    r"|メールエラー|配信",
+    re.IGNORECASE,
+)
+_MAIL_SYSTEM = re.compile(r"mailer[-_]?daemon|post[-_]?master|mail[-_]?delivery", re.IGNORECASE)
+
+
+def _kind(msg: Message, header: Callable[[str], str], automatic: str | None) -> str:
+    """A first cut of what the message is: a report by its MIME type (RFC 3462); else, for
+    automatic mail, a bounce by its sender or subject, or an auto-reply by its markers.
+    Other automatic mail (lists, bulk, no-reply senders) is normal mail nobody answers."""
+    try:
+        types = {part.get_content_type() for part in msg.walk()}
+    except RecursionError:
+        types = {msg.get_content_type()}
+    report = str(msg.get_param("report-type") or "").lower()
+    for name, kind in _REPORTS.items():
+        if report == name or f"message/{name}" in types:
+            return kind
+    if automatic is None:
+        return "normal"
+    subject = header("Subject")
+    if _BOUNCE_SUBJECT.search(subject) or _MAIL_SYSTEM.search(header("From")):
+        return "dsn"
+    if (
+        "auto-replied" in automatic
+        or "autoreply" in automatic.lower()
+        or (_OUT_OF_OFFICE.search(subject))
+    ):
+        return "autoreply"
+    return "dsn" if automatic.startswith(("a ", "null sender")) else "normal"
 
 
 def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attachment]]:
