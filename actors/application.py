@@ -7,12 +7,11 @@ the message processed, so a crash never leaves a reply half-sent or sent twice."
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from mailport.config.handlers import resolve, unresolvable
 from mailport.config.models import Application
 from mailport.mail.compose import OutboundMessage
 from mailport.mail.message import Address, ParsedMessage
@@ -54,27 +53,16 @@ class ApplicationContext:
 
 
 def load_handler(spec: str) -> Handler:
-    module_name, _, attr = spec.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise TypeError(f"{spec} is not callable")
-    return target  # type: ignore[no-any-return]
+    return resolve(spec)
 
 
 def unloadable(applications: Iterable[Application]) -> list[str]:
-    """Why each application whose handler cannot be imported cannot be, one line each."""
-    problems = []
-    for i, app in enumerate(applications):
-        try:
-            load_handler(app.handler)
-        except Exception as exc:
-            problems.append(
-                f"applications[{i}].handler: {app.name}: cannot load {app.handler}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-    return problems
+    """Why each application whose handler cannot be loaded cannot be, one line each."""
+    return [
+        f"applications[{i}].handler: {app.name}: {problem}"
+        for i, app in enumerate(applications)
+        if (problem := unresolvable(app.handler)) is not None
+    ]
 
 
 async def run_handler(handler: Handler, context: ApplicationContext) -> None:

@@ -25,8 +25,10 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        # aiosmtpd gives the null reverse-path of a bounce as the text "<>".
+        sender = "" if envelope.mail_from in (None, "", "<>") else envelope.mail_from
         trace = (
-            f"Return-Path: <{envelope.mail_from or ''}>\r\n"
+            f"Return-Path: <{sender}>\r\n"
             f"Received: from {session.host_name or 'unknown'} ({_peer_address(session)})\r\n"
             f"\tby {server.hostname} (mailport) with ESMTP;\r\n"
             f"\t{email.utils.formatdate()}\r\n"

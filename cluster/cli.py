@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     return _validate(args.file)
 
 
+def _exit_code(status: dict[str, Any]) -> int:
+    """0 when all is well, 2 while a critical alarm is open: scripts and monitors can tell."""
+    critical = any(a["severity"] == "critical" for a in status.get("alarms", []))
+    return 2 if critical else 0
+
+
 def _parse(paths: list[Path], as_json: bool) -> int:
     from mailport.mail import parse
     from mailport.mail.summary import summary
@@ -81,19 +87,11 @@ def _settings(path: Path | None) -> Settings:
 
 def _validate(path: Path) -> int:
     try:
-        settings = load(path)
+        settings = load(path, check_handlers=True)
     except InvalidConfig as exc:
         for error in exc.errors:
             err.print(f"{exc.source}:{error}", markup=False)
         err.print(f"{len(exc.errors)} error(s)")
-        return 1
-    from mailport.actors.application import unloadable
-
-    problems = unloadable(settings.applications)
-    for problem in problems:
-        err.print(f"{path}: {problem}", markup=False)
-    if problems:
-        err.print(f"{len(problems)} error(s)")
         return 1
     console.print(
         f"{path}: valid: {len(settings.inbound)} inbound, {len(settings.outbound)} outbound, "
@@ -207,7 +205,7 @@ def _status(path: Path | None, as_json: bool) -> int:
         return 1
     if as_json:
         print(json.dumps(status, sort_keys=True))
-        return 0
+        return _exit_code(status)
     states = {a["connection"]: a for a in status["actors"]}
     table = Table(title=f"mailport node (pid {status['pid']})")
     for column in ("connection", "state", "in", "out", "failed", "last error"):
@@ -227,7 +225,7 @@ def _status(path: Path | None, as_json: bool) -> int:
             f"ALARM {alarm['severity']} {alarm['key']} (x{alarm['count']}): {alarm['text']}",
             markup=False,
         )
-    return 0
+    return _exit_code(status)
 
 
 if __name__ == "__main__":

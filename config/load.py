@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from mailport.config.handlers import unresolvable
 from mailport.config.models import Location, Settings, reference_errors
 
 
@@ -31,15 +32,17 @@ class InvalidConfig(Exception):
         self.errors = errors
 
 
-def load(path: Path) -> Settings:
+def load(path: Path, *, check_handlers: bool = False) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidConfig(str(path), [ConfigError(None, None, "", str(exc))]) from exc
-    return loads(text, source=str(path))
+    return loads(text, source=str(path), check_handlers=check_handlers)
 
 
-def loads(text: str, source: str = "<config>") -> Settings:
+def loads(text: str, source: str = "<config>", *, check_handlers: bool = False) -> Settings:
+    """Settings from YAML text. With check_handlers, also import every application handler
+    (which runs the user's module code) and report those that cannot be loaded."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -51,6 +54,8 @@ def loads(text: str, source: str = "<config>") -> Settings:
     problems: list[ConfigError] = []
     data = _to_python(node, (), marks, problems) if node is not None else {}
     references = [_at(loc, message, marks) for loc, message in reference_errors(data)]
+    if check_handlers:
+        problems += [_at(loc, message, marks) for loc, message in _handler_errors(data)]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -61,6 +66,16 @@ def loads(text: str, source: str = "<config>") -> Settings:
         problems.sort(key=lambda e: (e.line or 0, e.column or 0))
         raise InvalidConfig(source, problems)
     return settings
+
+
+def _handler_errors(data: Any) -> list[tuple[Location, str]]:
+    apps = data.get("applications") if isinstance(data, dict) else None
+    problems: list[tuple[Location, str]] = []
+    for i, app in enumerate(apps if isinstance(apps, list) else []):
+        spec = app.get("handler") if isinstance(app, dict) else None
+        if isinstance(spec, str) and (problem := unresolvable(spec)) is not None:
+            problems.append((("applications", i, "handler"), problem))
+    return problems
 
 
 def _to_python(

@@ -28,6 +28,7 @@ _TRACE = {"return-path", "received", "delivered-to", "x-original-to"}
 
 _OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BOM_AT_LINE_START = re.compile(rb"(^|\n)\xef\xbb\xbf")
 
 
 def parse(raw: bytes) -> ParsedMessage:
@@ -80,16 +81,16 @@ def parse(raw: bytes) -> ParsedMessage:
 def _normalise_header_block(raw: bytes, defects: list[str]) -> bytes:
     """Undo two things the stdlib parser cannot read: a leading BOM, and the obsolete
     RFC 5322 section 4.5 syntax of whitespace between a field name and its colon."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-        defects.append("byte order mark before the header")
     end = _HEADER_END.search(raw)
     head, tail = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
-    fixed, count = _OBS_FIELD_NAME.subn(rb"\1:", head)
-    if count:
+    # A receiving server may have put trace fields before the BOM, so look at every line.
+    head, boms = _BOM_AT_LINE_START.subn(rb"\1", head)
+    if boms:
+        defects.append("byte order mark before the header")
+    head, obsolete = _OBS_FIELD_NAME.subn(rb"\1:", head)
+    if obsolete:
         defects.append("whitespace between a field name and its colon")
-        return fixed + tail
-    return raw
+    return head + tail if boms or obsolete else raw
 
 
 def _declared_charset(msg: Message) -> str | None:
@@ -253,7 +254,7 @@ def _automatic(
         return f"Auto-Submitted: {value}"
     if msg.get_content_type() == "multipart/report":
         return f"a {msg.get_param('report-type') or 'delivery'} report"
-    if header("Return-Path").replace(" ", "") == "<>":
+    if header("Return-Path").replace(" ", "") in ("<>", "<<>>"):
         return "null sender (Return-Path: <>)"
     for sender in senders:
         if _MACHINES.match(sender.address.rpartition("@")[0]):

@@ -156,4 +156,7 @@ def test_cli_validate_imports_the_handlers(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert "cannot load nosuchmodule:handle: ModuleNotFoundError" in result.stderr
+    assert (
+        f"{config}:2:25: applications[0].handler: cannot load nosuchmodule:handle: "
+        "ModuleNotFoundError: No module named 'nosuchmodule'" in result.stderr
+    )

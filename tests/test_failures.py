@@ -133,10 +133,32 @@ async def test_mx_mode_spools_then_answers(node: Node, smtp_sink: SmtpSink, stor
             return any(b"In-Reply-To: <mx-1@example.org>" in m.data for m in smtp_sink.received())
 
         await wait_until(replied, 15, "the reply to the MX message")
+
+        # A bounce arrives with the null reverse path and an ordinary-looking From.
+        bounce = EmailMessage()
+        bounce["From"] = "Customer <customer@example.org>"
+        bounce["To"] = "support@example.com"
+        bounce["Subject"] = "Your message"
+        bounce["Message-ID"] = "<mx-null@example.org>"
+        bounce.set_content("could not deliver")
+        with smtplib.SMTP("127.0.0.1", config.port) as client:
+            client.send_message(bounce, from_addr="<>")
+
+        async def recorded() -> bool:
+            rows = await store.rows("contacts", message_id="<mx-null@example.org>")
+            return bool(rows)
+
+        await wait_until(recorded, 15, "the null-sender message to be processed")
     finally:
         await node.remove_inbound(config.name)
     reply = next(m for m in smtp_sink.received() if b"<mx-1@example.org>" in m.data)
     assert reply.rcpt_tos == ("dana@example.org",)
-    [row] = await store.rows("inbound", connection=config.name)
-    assert (row["state"], row["raw"]) == ("done", None)  # the spool copy is gone once done
+    [null] = await store.rows("contacts", message_id="<mx-null@example.org>")
+    assert (null["status"], null["reason"]) == (
+        "unanswerable",
+        "automatic mail is never answered: null sender (Return-Path: <>)",
+    )
+    assert not any(b"<mx-null@example.org>" in m.data for m in smtp_sink.received())
+    rows = await store.rows("inbound", connection=config.name)
+    assert [(r["state"], r["raw"]) for r in rows] == [("done", None)] * 2  # spool copies gone
     assert msgid("<mx-1@example.org>") == "<mx-1@example.org>"

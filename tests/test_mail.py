@@ -267,3 +267,15 @@ def test_header_words(value: str, hint: str | None, expected: str) -> None:
 def test_trace_fields_alone_do_not_make_an_email() -> None:
     junk = b"Return-Path: <a@example.org>\r\nReceived: from x by y\r\n\r\n\x00\x01binary junk"
     assert parse(junk).fatal == "no header fields: not an RFC 5322 message"
+
+
+def test_a_bom_behind_trace_fields_is_still_a_message() -> None:
+    """An MX prepends Return-Path and Received to whatever arrived, BOM included."""
+    raw = (
+        b"Return-Path: <a@example.org>\r\nReceived: from x by y\r\n"
+        b"\xef\xbb\xbfFrom: <abusedesk@example.com>\r\nSubject: FW: Earn money\r\n\r\nx\r\n"
+    )
+    message = parse(raw)
+    assert message.fatal is None
+    assert message.from_ == (Address("", "abusedesk@example.com"),)
+    assert "byte order mark before the header" in message.defects
