@@ -103,17 +103,22 @@ def test_a_message_is_answered_into_the_outbox(running: tuple[Path, int, Path]) 
 
 def test_status_reports_the_counts(running: tuple[Path, int, Path]) -> None:
     home, _port, _log = running
-    time.sleep(1.5)  # the node publishes its figures every second
-    result = subprocess.run(
-        [BIN / "mailport", "status", "--config", "mailport.yaml", "--json"],
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    counts = json.loads(result.stdout)["counts"]
+    # The node publishes its figures every second: ask until they include the message.
+    deadline = time.monotonic() + 15
+    while True:
+        result = subprocess.run(
+            [BIN / "mailport", "status", "--config", "mailport.yaml", "--json"],
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        counts = json.loads(result.stdout)["counts"]
+        if counts.get("outbox", {}).get("out") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert counts["mx"]["in"] == 1
     assert counts["outbox"]["out"] == 1
     assert counts["mx"]["failed"] == counts["outbox"]["failed"] == 0
