@@ -13,7 +13,7 @@ from email import policy
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
-from mailport.mail import charsets, language
+from mailport.mail import charsets, language, transfer
 from mailport.mail.message import Address, Attachment, ParsedMessage
 from mailport.mail.words import decode_words, unescape_8bit
 
@@ -384,6 +384,13 @@ def _payload(part: Message, defects: list[str]) -> bytes:
     try:
         if part.get_content_maintype() == "message" or part.is_multipart():
             return part.as_bytes(policy=policy.SMTP) if isinstance(part, EmailMessage) else b""
+        if part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
+            text = part.get_payload(decode=False)
+            encoded = text.encode("ascii", "ignore") if isinstance(text, str) else b""
+            decoded, defect = transfer.decode_base64(encoded)
+            if defect:
+                defects.append(defect)
+            return decoded
         data = part.get_payload(decode=True)
         return data if isinstance(data, bytes) else b""
     except Exception as exc:
@@ -393,12 +400,27 @@ def _payload(part: Message, defects: list[str]) -> bytes:
 
 
 def _filename(part: Message, defects: list[str]) -> str | None:
+    """RFC 2231 names (continuations, charset, percent-encoding) through the stdlib; the
+    common malformed forms (an unquoted name with spaces, an unquoted encoded word) from
+    the raw header, as mail clients read them."""
     try:
         name = part.get_filename()
     except Exception as exc:
         defects.append(f"filename: {type(exc).__name__}")
-        return None
+        name = None
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        match = _UNQUOTED_PARAM[param].search(" ".join(str(v) for v in _raw_values(part, header)))
+        if match and (name is None or len(match.group(1).strip()) > len(name)):
+            defects.append(f"unquoted {param} parameter")
+            name = match.group(1).strip()
+            break
     return decode_words(name) if name else None
+
+
+_UNQUOTED_PARAM = {
+    param: re.compile(rf"(?:^|;)\s*{param}\s*=\s*([^\s\";][^\";]*)", re.IGNORECASE)
+    for param in ("filename", "name")
+}
 
 
 class _TextExtractor(HTMLParser):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mailport.mail import Address, HeaderInjectionError, OutboundMessage, compose, parse
 from mailport.mail.reply import Unanswerable, reply_subject, reply_to
+from mailport.mail.transfer import decode_base64
 from mailport.mail.words import decode_words
 from tests.corpus import AUTOMATIC_KINDS, ROOT, corpus_files, expectations, relative
 
@@ -279,3 +280,19 @@ def test_a_bom_behind_trace_fields_is_still_a_message() -> None:
     assert message.fatal is None
     assert message.from_ == (Address("", "abusedesk@example.com"),)
     assert "byte order mark before the header" in message.defects
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded", "defect"),
+    [
+        (b"aGVsbG8=", b"hello", None),
+        (b"aGVs\r\nbG8=\r\n", b"hello", None),
+        (b"aGVsbG8", b"hello", None),  # padding left out
+        (b"aGVsbG8gd", b"hello ", "base64: truncated last group"),
+        (b"aGVs*bG8=", b"hello", "base64: characters outside the alphabet ignored"),
+    ],
+)
+def test_damaged_base64_keeps_what_it_can(
+    encoded: bytes, decoded: bytes, defect: str | None
+) -> None:
+    assert decode_base64(encoded) == (decoded, defect)
