@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("paths", nargs="+", type=Path)
     parse.add_argument("--json", action="store_true", help="one JSON object per message")
 
+    bench = commands.add_parser("bench", help="run a benchmark scenario beside its anchor")
+    bench.add_argument("scenario", nargs="?", help="the scenario to run")
+    bench.add_argument("--list", action="store_true", help="list the scenarios")
+    bench.add_argument("--json", action="store_true", help="end with one JSON object")
+    bench.add_argument("--quick", action="store_true", help="a short run")
+    bench.add_argument("--corpus", help="the email corpus (default ../shared/corpus)")
+
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a settings file")
@@ -47,7 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args.config, args.json)
     if args.command == "parse":
         return _parse(args.paths, args.json)
+    if args.command == "bench":
+        return _bench(args)
     return _validate(args.file)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mailport.bench.harness import Options, run
+    from mailport.bench.scenarios import SCENARIOS
+
+    if args.list or not args.scenario:
+        for name, (description, _) in sorted(SCENARIOS.items()):
+            print(f"{name}\t{description}")
+        return 0
+    if args.scenario not in SCENARIOS:
+        err.print(f"mailport: no scenario {args.scenario!r}; see mailport bench --list")
+        return 2
+    options = Options(quick=args.quick, corpus=args.corpus)
+    run(args.scenario, options, args.json, err if args.json else console)
+    return 0
 
 
 def _exit_code(status: dict[str, Any]) -> int:

@@ -1,0 +1,75 @@
+"""The benchmark harness: named scenarios, each measured beside an anchor in the same run.
+
+A scenario is a function that takes the run's options and a progress callback and returns a
+Result; the harness prints it as a table, or as one JSON object on the last line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool = False
+    corpus: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: str
+    unit: str
+    mailport: float
+    anchor: float
+    anchor_name: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.mailport / self.anchor if self.anchor else float("nan")
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": round(self.ratio, 3)}
+
+
+Advance = Callable[[float], None]
+Scenario = Callable[[Options, Callable[[str, float], Advance]], Result]
+SCENARIOS: dict[str, tuple[str, Scenario]] = {}
+
+
+def scenario(name: str, description: str) -> Callable[[Scenario], Scenario]:
+    def register(function: Scenario) -> Scenario:
+        SCENARIOS[name] = (description, function)
+        return function
+
+    return register
+
+
+def run(name: str, options: Options, as_json: bool, console: Console) -> Result:
+    _description, function = SCENARIOS[name]
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+
+        def task(label: str, total: float) -> Advance:
+            task_id = progress.add_task(label, total=total)
+            return lambda amount: progress.advance(task_id, amount)
+
+        result = function(options, task)
+    if as_json:
+        print(json.dumps(result.as_json()))
+    else:
+        table = Table(title=f"mailport bench {name}")
+        for column in ("measure", "mailport", result.anchor_name, "ratio"):
+            table.add_column(column)
+        table.add_row(
+            result.unit, f"{result.mailport:,.1f}", f"{result.anchor:,.1f}", f"{result.ratio:.2f}"
+        )
+        for key, value in result.details.items():
+            table.add_row(key, str(value), "", "")
+        console.print(table)
+    return result
