@@ -21,6 +21,8 @@ _MSGID = re.compile(r"<[^<>\s]+>")
 # RFC 5322 section 4.5.4: the obsolete syntax allows comments and folding inside an id.
 _OBS_MSGID = re.compile(r"<[^<>]+@[^<>]+>")
 _CFWS = re.compile(r"\([^()]*\)|\s+")
+_UNFOLD = re.compile(r"\r?\n(?=[ \t])")
+_LINE_BREAK = re.compile(r"[\r\n]")
 _TEXT_SUBTYPES = {"plain", "html"}
 # Fields that receiving servers add (RFC 5321 section 4.4): alone they do not make an email.
 _TRACE = {"return-path", "received", "delivered-to", "x-original-to"}
@@ -136,9 +138,14 @@ def _header(msg: Message, name: str, hint: str | None) -> str:
 
 
 def _raw_values(msg: Message, name: str) -> list[str]:
-    """Header values as received, without the registry's parsing (which can raise)."""
+    """Header values as received and unfolded (RFC 5322 section 2.2.3), without the
+    registry's parsing, which can raise."""
     wanted = name.lower()
-    return [str(v) for k, v in msg.raw_items() if k.lower() == wanted]
+    return [
+        _LINE_BREAK.sub("", _UNFOLD.sub("", str(v)))
+        for k, v in msg.raw_items()
+        if k.lower() == wanted
+    ]
 
 
 _BARE_LIST = re.compile(r"^\s*[^\s<>\",;]+@[^\s<>\",;]+(?:\s+[^\s<>\",;]+@[^\s<>\",;]+)+\s*$")

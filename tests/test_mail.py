@@ -197,7 +197,7 @@ def test_smtputf8_only_when_an_address_needs_it() -> None:
     assert compose(utf8).smtputf8 is True
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     subject=st.text(min_size=1, max_size=200).filter(lambda s: "\r" not in s and "\n" not in s),
     text=st.text(max_size=500),
