@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from email import message_from_bytes
 from email.policy import compat32, default
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailport.mail import Address, HeaderInjectionError, OutboundMessage, compose, parse
+from mailport.mail.compose import OutgoingAttachment
 from mailport.mail.reply import Unanswerable, reply_subject, reply_to
 from mailport.mail.transfer import decode_base64
 from mailport.mail.words import decode_words
@@ -159,8 +161,6 @@ def test_long_references_keep_root_and_newest() -> None:
 @pytest.mark.parametrize("field", ["subject", "name", "header", "filename"])
 def test_compose_refuses_header_injection(field: str) -> None:
     evil = "hi\r\nBcc: victim@example.org"
-    from mailport.mail.compose import OutgoingAttachment
-
     message = OutboundMessage(
         from_=US,
         to=(Address(evil if field == "name" else "Ann", "ann@example.org"),),
@@ -296,3 +296,57 @@ def test_damaged_base64_keeps_what_it_can(
     encoded: bytes, decoded: bytes, defect: str | None
 ) -> None:
     assert decode_base64(encoded) == (decoded, defect)
+
+
+_names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+    min_size=1,
+    max_size=40,
+).filter(lambda s: s.strip() == s and s not in {".", ".."})
+
+
+@settings(max_examples=100, deadline=None)
+@given(files=st.lists(st.tuples(_names, st.binary(max_size=3000)), max_size=6))
+def test_attachments_survive_compose_then_parse(files: list[tuple[str, bytes]]) -> None:
+    from mailport.mail.compose import OutgoingAttachment
+
+    message = OutboundMessage(
+        from_=US,
+        to=(Address("", "ann@example.org"),),
+        subject="files",
+        text="see attached",
+        attachments=tuple(OutgoingAttachment(n, d, "application/octet-stream") for n, d in files),
+    )
+    parsed = parse(compose(message).data)
+    assert [(a.filename, a.size) for a in parsed.attachments] == [(n, len(d)) for n, d in files]
+    assert [a.sha256 for a in parsed.attachments] == [
+        hashlib.sha256(d).hexdigest() for _, d in files
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    subject=st.text(max_size=80).filter(lambda s: "\r" not in s and "\n" not in s),
+    chain=st.lists(
+        st.from_regex(r"<[a-z0-9]{1,12}@[a-z]{1,8}\.example>", fullmatch=True), max_size=30
+    ),
+)
+def test_reply_to_a_parsed_message_threads(subject: str, chain: list[str]) -> None:
+    original = OutboundMessage(
+        from_=Address("Ann", "ann@example.org"),
+        to=(US,),
+        subject=subject,
+        text="hello",
+        headers=(("References", " ".join(chain)),) if chain else (),
+    )
+    composed = compose(original)
+    reply = reply_to(parse(composed.data), from_=US, text="thanks")
+    headers = dict(reply.headers)
+    assert headers["In-Reply-To"] == composed.message_id
+    refs = headers["References"].split()
+    assert refs[-1] == composed.message_id
+    assert len(refs) <= 20
+    if chain:
+        assert refs[0] == chain[0]
+    assert reply.subject.startswith("Re: ") and not reply.subject.startswith("Re: Re:")
+    assert [a.address for a in reply.to] == ["ann@example.org"]
