@@ -6,6 +6,7 @@ import email
 import email.header
 import email.utils
 import hashlib
+import mimetypes
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -13,7 +14,7 @@ from email import policy
 from email.message import Message
 from html.parser import HTMLParser
 
-from mailport.mail import charsets, language, transfer
+from mailport.mail import charsets, language, tnef, transfer
 from mailport.mail.message import Address, Attachment, ParsedMessage
 from mailport.mail.words import decode_words, unescape_8bit
 
@@ -371,9 +372,33 @@ def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attac
                     inline=disposition == "inline",
                 )
             )
+            if subtype in {"ms-tnef", "vnd.ms-tnef"} or (filename or "").lower() == "winmail.dat":
+                _unpack_tnef(payload, attachments, htmls, defects)
     html = "\n".join(htmls) if htmls else None
     text = "\n".join(texts) if texts else (html_to_text(html) if html else "")
     return text, html, attachments
+
+
+def _unpack_tnef(
+    payload: bytes, attachments: list[Attachment], htmls: list[str], defects: list[str]
+) -> None:
+    """winmail.dat stays listed, and its files follow it; its HTML body serves when the
+    message carries none of its own."""
+    unpacked = tnef.unpack(payload)
+    defects.extend(unpacked.defects)
+    for file in unpacked.files:
+        guessed = mimetypes.guess_type(file.name or "")[0]
+        attachments.append(
+            Attachment(
+                filename=file.name,
+                content_type=file.mime_type or guessed or "application/octet-stream",
+                size=len(file.data),
+                sha256=hashlib.sha256(file.data).hexdigest(),
+                inline=False,
+            )
+        )
+    if unpacked.html is not None and not htmls:
+        htmls.append(unpacked.html)
 
 
 def _leaves(msg: Message, defects: list[str], depth: int = 0) -> list[Message]:

@@ -350,3 +350,32 @@ def test_reply_to_a_parsed_message_threads(subject: str, chain: list[str]) -> No
         assert refs[0] == chain[0]
     assert reply.subject.startswith("Re: ") and not reply.subject.startswith("Re: Re:")
     assert [a.address for a in reply.to] == ["ann@example.org"]
+
+
+def test_winmail_dat_is_unpacked() -> None:
+    corpus_files()
+    ukr = parse((ROOT / "mime/tnef/mimekit/ukr.eml").read_bytes())
+    # MimeKit's test: the body inside the TNEF part is HTML in koi8-r.
+    assert ukr.html is not None and "charset=koi8-r" in ukr.html
+    assert "шостий" in ukr.text
+    rich = parse((ROOT / "mime/tnef/mimekit/rich-text.eml").read_bytes())
+    names = [a.filename for a in rich.attachments]
+    assert names[:2] == ["winmail.dat", "kitten-playing-with-a-christmas-tree.jpg"]
+    kitten = rich.attachments[1]
+    assert (kitten.content_type, kitten.size) == ("image/jpeg", 375081)
+
+
+def test_damaged_tnef_is_a_defect_not_a_crash() -> None:
+    from mailport.mail.tnef import unpack
+
+    assert unpack(b"not tnef").defects == ["TNEF: truncated or damaged (no TNEF signature)"]
+    truncated = b"\x78\x9f\x3e\x22\x00\x00\x02\x02\x90\x06\x00\xff\xff\x00\x00"
+    assert unpack(truncated).defects[0].startswith("TNEF: truncated or damaged")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=600))
+def test_tnef_never_raises(data: bytes) -> None:
+    from mailport.mail.tnef import unpack
+
+    unpack(b"\x78\x9f\x3e\x22\x00\x00" + data)
