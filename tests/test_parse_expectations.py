@@ -25,6 +25,8 @@ FIELDS: dict[str, Callable[[ParsedMessage, Any], Any]] = {
     "attachments": lambda m, _: len(m.attachments),
     "attachment_filenames": lambda m, _: [a.filename for a in m.attachments if a.filename],
     "attachment_sizes": lambda m, _: [a.size for a in m.attachments],
+    "attachment_decoded_sizes": lambda m, _: [a.size for a in m.attachments],
+    "attachment_names": lambda m, _: [a.filename for a in m.attachments],
     "attachment_content_types": lambda m, _: [a.content_type for a in m.attachments],
     "attachment_dispositions": lambda m, _: [
         "inline" if a.inline else "attachment" for a in m.attachments
