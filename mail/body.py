@@ -111,19 +111,25 @@ def _payload(part: Message, defects: list[str]) -> bytes:
 
 
 def _filename(part: Message, defects: list[str]) -> str | None:
-    """RFC 2231 names (continuations, charset, percent-encoding) through the stdlib; the
-    common malformed forms (an unquoted name with spaces, an unquoted encoded word) from
-    the raw header, as mail clients read them."""
+    """RFC 2231 names (continuations, charset, percent-encoding) through the stdlib, and
+    plain parameters from the raw header: the stdlib strips angle brackets along with the
+    quotes ("<>" becomes nothing), cuts an unquoted name at its first space and turns raw
+    8-bit bytes into U+FFFD, where mail clients keep the name as written."""
     try:
         name = part.get_filename()
     except Exception as exc:
         defects.append(f"filename: {type(exc).__name__}")
         name = None
     for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
-        match = _UNQUOTED_PARAM[param].search(" ".join(str(v) for v in raw_values(part, header)))
-        value = match.group(1).strip() if match else ""
-        # The stdlib cuts an unquoted name at its first space and turns raw 8-bit bytes in
-        # it into U+FFFD; the raw text has neither loss.
+        text = " ".join(raw_values(part, header))
+        quoted = _QUOTED_PARAM[param].search(text)
+        if quoted:
+            written = re.sub(r"\\(.)", r"\1", quoted.group(1))
+            if name is None or "\ufffd" in name or name != written:
+                name = written
+            break
+        unquoted = _UNQUOTED_PARAM[param].search(text)
+        value = unquoted.group(1).strip() if unquoted else ""
         if value and (name is None or "\ufffd" in name or len(value) > len(name)):
             defects.append(f"unquoted {param} parameter")
             name = value
@@ -131,6 +137,10 @@ def _filename(part: Message, defects: list[str]) -> str | None:
     return decode_words(name) if name else None
 
 
+_QUOTED_PARAM = {
+    param: re.compile(rf'(?:^|;)\s*{param}\s*=\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+    for param in ("filename", "name")
+}
 _UNQUOTED_PARAM = {
     param: re.compile(rf"(?:^|;)\s*{param}\s*=\s*([^\s\";][^\";]*)", re.IGNORECASE)
     for param in ("filename", "name")

@@ -7,7 +7,7 @@ from email import message_from_bytes
 from email.policy import compat32, default
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailport.mail import Address, HeaderInjectionError, OutboundMessage, compose, parse
@@ -305,8 +305,10 @@ _names = st.text(
 ).filter(lambda s: s.strip() == s and s not in {".", ".."})
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(files=st.lists(st.tuples(_names, st.binary(max_size=3000)), max_size=6))
+@example(files=[("<>", b"")])  # the stdlib's unquote() strips angle brackets with the quotes
+@example(files=[("This is a test.txt", b"x"), ("ciële.txt", b"y")])
 def test_attachments_survive_compose_then_parse(files: list[tuple[str, bytes]]) -> None:
     from mailport.mail.compose import OutgoingAttachment
 
