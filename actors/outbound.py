@@ -70,10 +70,13 @@ class OutboundConnection:
             state = result.state
             if state == "deferred" and mail.attempts >= MAX_ATTEMPTS:
                 state = "failed"
-            detail = None if state == "sent" else result.detail or "no reason given"
+            failure = result.detail or "no reason given"
+            detail = result.refused if state == "sent" else failure
             event = Event("out", self.config.name, mail.application, mail.message_id, state, detail)
             self.events.emit(event)
-            if state == "sent":
+            if state == "sent" and result.refused:
+                await store.mark_sent([mail.id], note=result.refused)
+            elif state == "sent":
                 sent.append(mail.id)
             elif state == "deferred":
                 self.last_error = detail

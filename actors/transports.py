@@ -23,6 +23,8 @@ class Result:
 
     state: str
     detail: str | None = None
+    refused: str | None = None
+    """Sent, but not to every recipient: who was refused, and why."""
 
 
 class Transport(Protocol):
@@ -77,7 +79,7 @@ class SmtpPool:
             )
             if refused:
                 detail = "; ".join(f"{r}: {code} {text}" for r, (code, text) in refused.items())
-                return Result("sent", f"some recipients refused: {detail}")
+                return Result("sent", reply, refused=f"some recipients refused: {detail}")
             return Result("sent", reply)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]

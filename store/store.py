@@ -183,8 +183,11 @@ class Store:
             for r in rows
         ]
 
-    async def mark_sent(self, ids: Iterable[int]) -> None:
-        await self._set_outbound(ids, state="sent", sent_at=time.time(), lease_until=None)
+    async def mark_sent(self, ids: Iterable[int], note: str | None = None) -> None:
+        """Sent; a note keeps what went wrong on the way (recipients a server refused)."""
+        await self._set_outbound(
+            ids, state="sent", sent_at=time.time(), lease_until=None, last_error=note
+        )
 
     async def mark_deferred(self, ids: Iterable[int], error: str, retry_in: float) -> None:
         await self._set_outbound(

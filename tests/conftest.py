@@ -45,7 +45,10 @@ def dovecot(tls: TlsFiles) -> Iterator[Dovecot]:
 
 @pytest.fixture(scope="session")
 def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink.start()
+    # Mailboxes named refused@ do not exist there: 550, as a real server would answer.
+    sink = SmtpSink.start(
+        rcpt_reply=lambda rcpt: "550 5.1.1 no such user" if rcpt.startswith("refused@") else None
+    )
     yield sink
     sink.stop()
 

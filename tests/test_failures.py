@@ -162,3 +162,33 @@ async def test_mx_mode_spools_then_answers(node: Node, smtp_sink: SmtpSink, stor
     rows = await store.rows("inbound", connection=config.name)
     assert [(r["state"], r["raw"]) for r in rows] == [("done", None)] * 2  # spool copies gone
     assert msgid("<mx-1@example.org>") == "<mx-1@example.org>"
+
+
+async def test_a_recipient_the_server_refuses_is_recorded_on_the_sent_message(
+    node: Node, dovecot: Dovecot, smtp_sink: SmtpSink, store: Store
+) -> None:
+    user = dovecot.new_user("partial")
+    dovecot.append(
+        user,
+        b"From: Ann <ann@example.org>\r\n"
+        b"Reply-To: ann@example.org, refused@example.org\r\n"
+        b"Subject: two of us\r\nMessage-ID: <partial@example.org>\r\n\r\nhi\r\n",
+    )
+    config = imap(dovecot, user, "tls")
+    await node.add_inbound(config)
+    try:
+
+        async def sent() -> bool:
+            rows = await store.rows("outbound", state="sent")
+            return any(b"<partial@example.org>" in r["data"] for r in rows)
+
+        await wait_until(sent, 30, "the reply to be sent")
+    finally:
+        await node.remove_inbound(config.name)
+    [row] = [r for r in await store.rows("outbound") if b"<partial@example.org>" in r["data"]]
+    assert row["state"] == "sent"
+    assert row["last_error"] == (
+        "some recipients refused: refused@example.org: 550 5.1.1 no such user"
+    )
+    [delivered] = [m for m in smtp_sink.received() if b"<partial@example.org>" in m.data]
+    assert delivered.rcpt_tos == ("ann@example.org",)
