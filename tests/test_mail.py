@@ -381,3 +381,14 @@ def test_tnef_never_raises(data: bytes) -> None:
     from mailport.mail.tnef import unpack
 
     unpack(b"\x78\x9f\x3e\x22\x00\x00" + data)
+
+
+def test_rfc2231_continuations_out_of_order_with_a_charset() -> None:
+    raw = (
+        b"From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n"
+        b"\r\nhi\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment;\r\n"
+        b" filename*1*=%E2%82%AC%20report;\r\n filename*0*=utf-8''Quarterly%20;\r\n"
+        b' filename*2=".pdf"\r\n\r\nAAAA\r\n--b--\r\n'
+    )
+    assert [a.filename for a in parse(raw).attachments] == ["Quarterly € report.pdf"]
