@@ -80,6 +80,8 @@ class RouterShard:
             results[item.key] = outcome.fate
             if is_fresh:
                 await self._announce(store, item, outcome)
+        if any(outcome.outgoing for _, outcome in todo):
+            self._wake_outbound()  # once per batch: it is a Ray call per connection
         return results
 
     async def _announce(self, store: Store, item: InboundItem, outcome: Finished) -> None:
@@ -93,8 +95,6 @@ class RouterShard:
                     severity="warning",
                 )
             )
-        if outcome.outgoing:
-            self._wake_outbound()
 
     async def _decide(self, item: InboundItem) -> Finished:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from mailport.actors.mailbox import Fetched, Ref
 from mailport.config.models import SmtpListenerInbound
 from mailport.store import Fenced
 
+log = logging.getLogger(__name__)
 Spool = Callable[[str, bytes], Awaitable[None]]
 Spooled = Callable[[], Awaitable[list[tuple[str, bytes]]]]
 
@@ -36,7 +38,9 @@ class _Handler:
         try:
             await self.listener.accept(trace + content)
         except Exception as exc:  # the sender keeps the message and retries: nothing is lost
-            self.listener.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "%s: cannot spool: %s: %s", self.listener.config.name, type(exc).__name__, exc
+            )
             return "451 4.3.0 Temporary failure storing the message, try again later"
         return "250 2.0.0 OK queued"
 
@@ -54,7 +58,6 @@ class SmtpListenerMailbox:
         self._arrived = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
         self._raw: dict[str, bytes] = {}
-        self.last_error: str | None = None
         self.fenced: Fenced | None = None
 
     async def open(self) -> None:

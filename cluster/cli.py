@@ -128,6 +128,7 @@ def _validate(path: Path) -> int:
 def _run(path: Path | None) -> int:
     import ray
 
+    from mailport.actors.stats import Event
     from mailport.cluster.node import CannotStart, Node, NodeRunning, anchored
 
     try:
@@ -158,7 +159,7 @@ def _run(path: Path | None) -> int:
         ticks = 0
         while not stop.is_set():
             for event in await node.new_events():
-                print(_event_line(event), flush=True)
+                print(Event(**event).line(), flush=True)
             ticks += 1
             if ticks % 10 == 0:
                 _print_changes((await node.publish_status())["actors"], shown)
@@ -202,18 +203,6 @@ def _describe(settings: Settings) -> list[str]:
         else:
             lines.append(f"sending through SMTP {o.host}:{o.port}, pool {o.pool_size} ({o.name})")
     return lines
-
-
-def _event_line(event: dict[str, Any]) -> str:
-    parts = [
-        event["direction"],
-        event["connection"],
-        event["application"] or "-",
-        event["message_id"] or "(no Message-ID)",
-        event["status"],
-    ]
-    detail = f": {event['detail']}" if event.get("detail") else ""
-    return " ".join(parts) + detail
 
 
 def _status(path: Path | None, as_json: bool) -> int:

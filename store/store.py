@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, insert, select, update
@@ -274,11 +273,6 @@ class Store:
             query = query.where(t.c[column] == value)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
-
-
-def sqlite_path(url: str) -> Path | None:
-    marker = ":///"
-    return Path(url.split(marker, 1)[1]) if url.startswith("sqlite") and marker in url else None
 
 
 def _sqlite_for_many_processes(engine: AsyncEngine) -> None:

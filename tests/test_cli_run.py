@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.sockets import listeners_off_loopback
+from tests.servers.sockets import free_port, listeners_off_loopback
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, Path]]:
     home = tmp_path_factory.mktemp("newcomer")
-    port = _free_port()
+    port = free_port()
     # The embedded defaults, with the listener moved off 2525 so a developer's node is safe.
     (home / "mailport.yaml").write_text(
         f"inbound:\n  - {{kind: smtp-listener, name: mx, port: {port}}}\n"

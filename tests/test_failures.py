@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
 from email.message import EmailMessage
 
 from mailport.cluster.node import Node
@@ -14,6 +13,7 @@ from mailport.store import Store
 from tests.flow import imap, msgid, wait_until
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp_sink import SmtpSink
+from tests.servers.sockets import free_port
 
 
 async def _state(node: Node, name: str) -> dict[str, object]:
@@ -105,14 +105,8 @@ async def test_an_untrusted_certificate_is_refused(node: Node, dovecot: Dovecot)
         await node.remove_inbound(config.name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_mx_mode_spools_then_answers(node: Node, smtp_sink: SmtpSink, store: Store) -> None:
-    config = SmtpListenerInbound(kind="smtp-listener", name="mx-test", port=_free_port())
+    config = SmtpListenerInbound(kind="smtp-listener", name="mx-test", port=free_port())
     await node.add_inbound(config)
     try:
 
