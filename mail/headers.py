@@ -24,15 +24,23 @@ def header_text(msg: Message, name: str, hint: str | None) -> str:
     return " ".join(decode_words(values[0], hint).split()) if values else ""
 
 
+def fields(msg: Message, hint: str | None) -> tuple[tuple[str, str], ...]:
+    """Every field in order, as (name, decoded and unfolded value)."""
+    return tuple(
+        (name, " ".join(decode_words(_unfolded(value), hint).split()))
+        for name, value in msg.raw_items()
+    )
+
+
 def raw_values(msg: Message, name: str) -> list[str]:
     """Header values as received and unfolded (RFC 5322 section 2.2.3), without the
     registry's parsing, which can raise."""
     wanted = name.lower()
-    return [
-        _LINE_BREAK.sub("", _UNFOLD.sub("", str(v)))
-        for k, v in msg.raw_items()
-        if k.lower() == wanted
-    ]
+    return [_unfolded(v) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _unfolded(value: object) -> str:
+    return _LINE_BREAK.sub("", _UNFOLD.sub("", str(value)))
 
 
 def first_msgid(value: str) -> str | None:

@@ -31,6 +31,29 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Parts:
+    """The MIME tree in depth-first order, as indexes into `types`."""
+
+    types: tuple[str | None, ...] = ()
+    """Each part's declared media type, containers included; None where it declares none."""
+    parents: tuple[int | None, ...] = ()
+    """Each part's container; None for the message itself."""
+    text_body: tuple[int, ...] = ()
+    html_body: tuple[int, ...] = ()
+    attachments: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Charset:
+    """How one decoded text was read: the part it came from, the charset it declared and
+    the one it was decoded with (they differ when the label was wrong or missing)."""
+
+    part: int
+    declared: str | None
+    used: str
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessage:
     message_id: str | None
     subject: str
@@ -50,6 +73,10 @@ class ParsedMessage:
     kind: str = "normal"
     """normal | dsn | mdn | autoreply | feedback: a first cut; receipts refine it."""
     language: str | None = None
+    parts: Parts = field(default_factory=Parts)
+    charsets: tuple[Charset, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    """Every header field in order, as (name, decoded and unfolded value)."""
     defects: tuple[str, ...] = field(default=())
     fatal: str | None = None
     """Why this input cannot be handled as a message at all; None for anything readable."""

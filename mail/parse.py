@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import email
 import re
-from email import policy
 from email.message import Message
 
 from mailport.mail import language
 from mailport.mail.addresses import read_addresses
 from mailport.mail.automatic import automatic, kind
 from mailport.mail.body import body
-from mailport.mail.headers import MSGID, date, first_msgid, header_text, raw_values
+from mailport.mail.headers import MSGID, date, fields, first_msgid, header_text, raw_values
 from mailport.mail.message import Address, ParsedMessage
+from mailport.mail.spans import Spans
+from mailport.mail.unfolding import READING
 from mailport.mail.words import unescape_8bit
 
 # Fields that receiving servers add (RFC 5321 section 4.4): alone they do not make an email.
@@ -28,12 +29,13 @@ def parse(raw: bytes) -> ParsedMessage:
     defects: list[str] = []
     raw = _normalise_header_block(raw, defects)
     try:
-        # compat32 for the structure: the modern policy re-parses Content-Type through the
-        # header registry on every access, which cost two thirds of the parse time.
-        msg = email.message_from_bytes(raw, policy=policy.compat32)
+        # compat32 underneath: the modern policy re-parses Content-Type through the header
+        # registry on every access, which cost two thirds of the parse time.
+        spans = Spans(raw)
+        msg = email.message_from_bytes(spans.set_aside(), policy=READING)
     except Exception as exc:  # the stdlib parser is meant not to raise; be sure of it
         return _unreadable(f"parser failed: {type(exc).__name__}: {exc}")
-    if not raw.strip() or not [k for k in msg if k.lower() not in _TRACE]:
+    if not raw or raw.isspace() or not [k for k in msg if k.lower() not in _TRACE]:
         return _unreadable("no header fields: not an RFC 5322 message")
     defects.extend(type(d).__name__ for d in msg.defects)
     hint = _declared_charset(msg)
@@ -46,10 +48,22 @@ def parse(raw: bytes) -> ParsedMessage:
 
     def ids(name: str) -> str:
         # Message ids are taken verbatim: a reply must echo them byte for byte, and the
-        # header registry rewrites the unusual ones (two @ signs, say).
-        return " ".join(unescape_8bit(v, hint) for v in raw_values(msg, name))
+        # header registry rewrites the unusual ones (two @ signs, say). Of a repeated
+        # field, the first counts, as with Subject.
+        values = raw_values(msg, name)
+        return unescape_8bit(values[0], hint) if values else ""
 
-    text, html, attachments = body(msg, defects)
+    defects.extend(
+        f"no {name} field"
+        for name in ("From", "Date")
+        if msg.get(name) is None  # RFC 5322 3.6
+    )
+    defects.extend(
+        f"repeated {name} field"
+        for name in ("Subject", "Message-ID", "In-Reply-To", "References")
+        if len(raw_values(msg, name)) > 1
+    )
+    content = body(msg, defects, spans)
     from_, sender = addresses("From"), addresses("Sender")
     reason = automatic(msg, header, (*from_, *sender))
     return ParsedMessage(
@@ -63,12 +77,15 @@ def parse(raw: bytes) -> ParsedMessage:
         date=date(msg, defects),
         in_reply_to=first_msgid(ids("In-Reply-To")),
         references=tuple(MSGID.findall(ids("References"))),
-        text=text,
-        html=html,
-        attachments=tuple(attachments),
+        text=content.text,
+        html=content.html,
+        attachments=content.attachments,
         auto_submitted=reason,
         kind=kind(msg, header, reason),
-        language=language.detect(text),
+        language=language.detect(content.text),
+        parts=content.parts,
+        charsets=content.charsets,
+        headers=fields(msg, hint),
         defects=tuple(dict.fromkeys(defects)),
     )
 
@@ -77,7 +94,8 @@ def _normalise_header_block(raw: bytes, defects: list[str]) -> bytes:
     """Undo two things the stdlib parser cannot read: a leading BOM, and the obsolete
     RFC 5322 section 4.5 syntax of whitespace between a field name and its colon."""
     end = _HEADER_END.search(raw)
-    head, tail = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
+    split = end.start() if end else len(raw)
+    head = raw[:split]  # the body is not copied unless the header changes
     # A receiving server may have put trace fields before the BOM, so look at every line.
     head, boms = _BOM_AT_LINE_START.subn(rb"\1", head)
     if boms:
@@ -85,7 +103,7 @@ def _normalise_header_block(raw: bytes, defects: list[str]) -> bytes:
     head, obsolete = _OBS_FIELD_NAME.subn(rb"\1:", head)
     if obsolete:
         defects.append("whitespace between a field name and its colon")
-    return head + tail if boms or obsolete else raw
+    return head + raw[split:] if boms or obsolete else raw
 
 
 def _declared_charset(msg: Message) -> str | None:

@@ -19,11 +19,15 @@ ATT_ATTACH_DATA = 0x800F
 ATT_ATTACHMENT = 0x9005
 ATT_MSG_PROPS = 0x9003
 
+PR_DISPLAY_NAME = 0x3001
 PR_ATTACH_DATA = 0x3701
+PR_ATTACH_METHOD = 0x3705
 PR_ATTACH_LONG_FILENAME = 0x3707
 PR_ATTACH_MIME_TAG = 0x370E
 PR_BODY_HTML = 0x1013
 PR_INTERNET_CPID = 0x3FDE
+ATTACH_EMBEDDED_MSG = 5
+MAX_NESTING = 8
 
 _FIXED = {
     0x0002: 2,
@@ -53,24 +57,29 @@ class TnefFile:
 class Tnef:
     files: list[TnefFile] = field(default_factory=list)
     html: str | None = None
+    html_charset: str | None = None
     defects: list[str] = field(default_factory=list)
 
 
-def unpack(data: bytes) -> Tnef:
-    """Never raises: what cannot be read is a defect, and what was read before is kept."""
+def unpack(data: bytes, depth: int = 0) -> Tnef:
+    """Never raises: what cannot be read is a defect, and what was read before is kept.
+
+    An attached Outlook message (an embedded TNEF stream) is one file, named by its
+    subject, and the files inside it follow it."""
     result = Tnef()
     try:
-        _read(data, result)
+        _read(data, result, depth)
     except (struct.error, IndexError, ValueError, LookupError) as exc:
         result.defects.append(f"TNEF: truncated or damaged ({exc})")
     return result
 
 
-def _read(data: bytes, result: Tnef) -> None:
+def _read(data: bytes, result: Tnef, depth: int) -> None:
     if len(data) < 6 or struct.unpack_from("<I", data)[0] != SIGNATURE:
         raise ValueError("no TNEF signature")
     position = 6  # signature, then a two-byte key
     current: TnefFile | None = None
+    nested: list[TnefFile] = []
     while position + 9 <= len(data):
         _level, attribute, length = struct.unpack_from("<BII", data, position)
         value = data[position + 9 : position + 9 + length]
@@ -79,6 +88,8 @@ def _read(data: bytes, result: Tnef) -> None:
         position += 9 + length + 2  # the checksum
         kind = attribute & 0xFFFF
         if kind == ATT_ATTACH_RENDDATA:
+            result.files.extend(nested)
+            nested = []
             current = TnefFile(None, b"")
             result.files.append(current)
         elif current is not None and kind == ATT_ATTACH_TITLE:
@@ -93,16 +104,26 @@ def _read(data: bytes, result: Tnef) -> None:
             tag = props.get(PR_ATTACH_MIME_TAG)
             current.mime_type = tag if isinstance(tag, str) and tag else None
             embedded = props.get(PR_ATTACH_DATA)
-            if not current.data and isinstance(embedded, bytes):
+            if props.get(PR_ATTACH_METHOD) == ATTACH_EMBEDDED_MSG and isinstance(embedded, bytes):
+                subject = props.get(PR_DISPLAY_NAME)
+                current.name = subject if isinstance(subject, str) and subject else current.name
+                current.data, current.mime_type = embedded, "application/vnd.ms-tnef"
+                if depth < MAX_NESTING:
+                    inner = unpack(embedded, depth + 1)
+                    result.defects.extend(inner.defects)
+                    nested.extend(inner.files)
+            elif not current.data and isinstance(embedded, bytes):
                 current.data = embedded
         elif kind == ATT_MSG_PROPS:
             props = _properties(value)
             html = props.get(PR_BODY_HTML)
             codepage = props.get(PR_INTERNET_CPID)
             if isinstance(html, bytes):
-                result.html = html.decode(_codec(codepage), "replace")
+                result.html_charset = _codec(codepage)
+                result.html = html.decode(result.html_charset, "replace")
             elif isinstance(html, str):
-                result.html = html
+                result.html, result.html_charset = html, "utf-16-le"
+    result.files.extend(nested)
 
 
 # Windows code page numbers (PR_INTERNET_CPID) whose Python codec is not simply "cpNNN".
