@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 import ray
 
+from mailport.actors.breaker import Breaker
 from mailport.actors.events import EventSink
 from mailport.actors.stats import Event
-from mailport.actors.transports import Result, transport_for
+from mailport.actors.transports import Result, SmtpPool, transport_for
 from mailport.config.models import Settings, SmtpOutbound
 from mailport.store import QueuedMail, Store
 
 log = logging.getLogger(__name__)
 LEASE = 300.0
-MAX_ATTEMPTS = 12
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
@@ -34,11 +35,20 @@ class OutboundConnection:
         self.state = "starting"
         self.last_error: str | None = None
         self.events = EventSink()
+        self.breaker = Breaker()
+        self.pool: SmtpPool | None = None
+        self.lifetime = settings.outbound_lifetime
 
     async def ensure_running(self) -> dict[str, Any]:
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
-        return {"connection": self.config.name, "state": self.state, "error": self.last_error}
+        pool = {"size": self.pool.size, "sessions": self.pool.sessions} if self.pool else None
+        return {
+            "connection": self.config.name,
+            "state": self.state,
+            "error": self.last_error,
+            "pool": pool,
+        }
 
     async def wake(self) -> None:
         self.woken.set()
@@ -46,11 +56,24 @@ class OutboundConnection:
     async def _run(self) -> None:
         store = await Store.open(self.settings.store.url)
         transport = transport_for(self.config)
-        width = self.config.pool_size if isinstance(self.config, SmtpOutbound) else 8
+        pool = self.pool = transport if isinstance(transport, SmtpPool) else None
+        domains = self.config.sender_domains if isinstance(self.config, SmtpOutbound) else []
+        released = await store.release_leases(self.config.name)
+        if released:
+            # The one window for a duplicate: these may have had their 250 before the crash.
+            log.warning("%s: re-driving %d messages left in sending", self.config.name, released)
         try:
             while True:
+                if pool is not None:
+                    await self._follow_pool_size(store, pool)
+                if not self.breaker.allows():
+                    self.state = "open"  # failing: the other connections take the mail
+                    await asyncio.sleep(0.2)
+                    continue
                 self.state = "running"
-                batch = await store.take_outbound(self.config.name, width * 4, LEASE)
+                # Half-open: a single message tries the connection before a full batch.
+                width = (pool.size if pool else 8) * 4 if self.breaker.state == "closed" else 1
+                batch = await store.take_outbound(self.config.name, width, LEASE, domains)
                 if not batch:
                     self.state = "idle"
                     self.woken.clear()
@@ -61,16 +84,37 @@ class OutboundConnection:
                     continue
                 results = await asyncio.gather(*(transport.deliver(m) for m in batch))
                 await self._record(store, batch, results)
+                await self._watch_connection(store, results)
         finally:
             await transport.close()
+
+    async def _follow_pool_size(self, store: Store, pool: SmtpPool) -> None:
+        size = await store.pool_size(self.config.name)
+        if size is not None and size != pool.size:
+            log.info("%s: pool size %d -> %d", self.config.name, pool.size, size)
+            pool.resize(size)
+
+    async def _watch_connection(self, store: Store, results: list[Result]) -> None:
+        key = f"outbound:{self.config.name}"
+        failures = [r for r in results if r.connection_failed]
+        if failures and len(failures) == len(results):
+            if self.breaker.failed():
+                await store.raise_alarm(
+                    key,
+                    f"{self.config.name}: taken out of rotation after {self.breaker.failures}"
+                    f" failures in a row ({failures[-1].detail}); other connections carry"
+                    " its mail, and it is retried on its own",
+                )
+        elif self.breaker.succeeded():
+            await store.clear_alarm(key)
 
     async def _record(self, store: Store, batch: list[QueuedMail], results: list[Result]) -> None:
         sent: list[int] = []
         for mail, result in zip(batch, results, strict=True):
             state = result.state
-            if state == "deferred" and mail.attempts >= MAX_ATTEMPTS:
-                state = "failed"
             failure = result.detail or "no reason given"
+            if state == "deferred" and time.time() - mail.queued_at > self.lifetime:
+                state, failure = "failed", f"gave up after {mail.attempts} attempts: {failure}"
             detail = result.refused if state == "sent" else failure
             event = Event("out", self.config.name, mail.application, mail.message_id, state, detail)
             self.events.emit(event)
@@ -80,11 +124,14 @@ class OutboundConnection:
                 sent.append(mail.id)
             elif state == "deferred":
                 self.last_error = detail
-                await store.mark_deferred([mail.id], detail or "", _retry_in(mail.attempts))
+                # A connection fault is no fault of the message: retry soon, anywhere.
+                delay = _retry_in(mail.attempts, 30.0 if result.connection_failed else 3600.0)
+                await store.mark_deferred([mail.id], detail or "", delay)
             else:
                 await store.mark_failed([mail.id], detail or "")
         await store.mark_sent(sent)
 
 
-def _retry_in(attempts: int) -> float:
-    return min(3600.0, 2.0**attempts) * random.uniform(0.5, 1.0)
+def _retry_in(attempts: int, longest: float) -> float:
+    """Exponential backoff with jitter, so deferred mail does not return in a wave."""
+    return min(longest, 0.5 * 2.0 ** min(attempts, 20)) * random.uniform(0.5, 1.0)

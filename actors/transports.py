@@ -25,6 +25,25 @@ class Result:
     detail: str | None = None
     refused: str | None = None
     """Sent, but not to every recipient: who was refused, and why."""
+    connection_failed: bool = False
+    """The connection failed (no session, a dropped session, 421), not this message."""
+
+    @staticmethod
+    def combine(results: list[Result]) -> Result:
+        """One message sent as several transactions (a recipient limit): sent if any part
+        was, with what the others met; else the least final of the outcomes."""
+        if len(results) == 1:
+            return results[0]
+        sent = [r for r in results if r.state == "sent"]
+        others = [r for r in results if r.state != "sent"]
+        if sent and not others:
+            refused = "; ".join(r.refused for r in sent if r.refused) or None
+            return Result("sent", sent[0].detail, refused=refused)
+        if sent:
+            notes = [r.refused for r in sent if r.refused] + [r.detail or r.state for r in others]
+            return Result("sent", sent[0].detail, refused="; ".join(n for n in notes if n))
+        worst = next((r for r in others if r.state == "deferred"), others[0])
+        return worst
 
 
 class Transport(Protocol):
@@ -59,23 +78,80 @@ class MaildirTransport:
         pass
 
 
+class RateLimit:
+    """At most `per_minute` transactions a minute, spread evenly (a token bucket that
+    refills continuously and holds one second's worth)."""
+
+    def __init__(self, per_minute: int | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            self._next = max(self._next, now - 1.0)
+            self._next += self.interval
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+
+
 class SmtpPool:
-    """N warm aiosmtplib sessions; a message borrows one for its transaction."""
+    """N warm aiosmtplib sessions; a message borrows one for its transaction.
+
+    The pool can be resized while it sends: growing adds sessions at once, shrinking
+    retires sessions as they come back, so none is cut off in the middle of a message."""
 
     def __init__(self, config: SmtpOutbound) -> None:
         self.config = config
+        self.size = 0
+        self._retiring = 0
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
-        for _ in range(config.pool_size):
-            self._idle.put_nowait(None)  # a slot; it connects on first use
+        self._rate = RateLimit(config.max_per_minute)
+        self.resize(config.pool_size)
+
+    def resize(self, size: int) -> None:
+        if size > self.size:
+            cancelled = min(self._retiring, size - self.size)
+            self._retiring -= cancelled
+            for _ in range(size - self.size - cancelled):
+                self._idle.put_nowait(None)  # a slot; it connects on first use
+        elif size < self.size:
+            self._retiring += self.size - size
+            while self._retiring and not self._idle.empty():
+                _close_quietly(self._idle.get_nowait())
+                self._retiring -= 1
+        self.size = size
+
+    @property
+    def sessions(self) -> int:
+        """Sessions that exist now: a shrink takes effect as busy ones finish."""
+        return self.size + self._retiring
 
     async def deliver(self, mail: QueuedMail) -> Result:
+        limit = self.config.max_recipients
+        chunks = [mail.recipients[i : i + limit] for i in range(0, len(mail.recipients), limit)]
+        results = [await self._transaction(mail, chunk) for chunk in chunks]
+        return Result.combine(results)
+
+    async def _transaction(self, mail: QueuedMail, recipients: tuple[str, ...]) -> Result:
         session = await self._idle.get()
         try:
             if session is None or not session.is_connected:
                 session = await self._connect()
+            limit = session.esmtp_extensions.get("size", "")
+            if limit.isdigit() and int(limit) and len(mail.data) > int(limit):
+                return Result(
+                    "failed",
+                    f"552 5.3.4 message of {len(mail.data)} bytes is over "
+                    f"the server's SIZE limit of {limit}",
+                )
+            await self._rate.take()
             options = ["SMTPUTF8"] if mail.smtputf8 else []
             refused, reply = await session.sendmail(
-                mail.sender, list(mail.recipients), mail.data, mail_options=options
+                mail.sender, list(recipients), mail.data, mail_options=options
             )
             if refused:
                 detail = "; ".join(f"{r}: {code} {text}" for r, (code, text) in refused.items())
@@ -89,13 +165,18 @@ class SmtpPool:
             _close_quietly(session)
             session = None
             state = "failed" if 500 <= exc.code < 600 else "deferred"
-            return Result(state, f"{exc.code} {exc.message}")
+            # 421 is the server closing the session: a fault of the connection, not the mail.
+            return Result(state, f"{exc.code} {exc.message}", connection_failed=exc.code == 421)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             _close_quietly(session)
             session = None
-            return Result("deferred", f"{type(exc).__name__}: {exc}")
+            return Result("deferred", f"{type(exc).__name__}: {exc}", connection_failed=True)
         finally:
-            self._idle.put_nowait(session)
+            if self._retiring:
+                self._retiring -= 1
+                _close_quietly(session)
+            else:
+                self._idle.put_nowait(session)
 
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config

@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="a short run")
     bench.add_argument("--corpus", help="the email corpus (default ../shared/corpus)")
 
+    pool = commands.add_parser("pool", help="outbound connection pools")
+    pool_commands = pool.add_subparsers(dest="pool_command", required=True)
+    resize = pool_commands.add_parser("resize", help="change a pool's size while it sends")
+    resize.add_argument("connection")
+    resize.add_argument("size", type=int)
+    resize.add_argument("--config", type=Path, help="the settings the node runs with")
+
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a settings file")
@@ -56,7 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         return _parse(args.paths, args.json)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "pool":
+        return _resize(args.config, args.connection, args.size)
     return _validate(args.file)
+
+
+def _resize(path: Path | None, connection: str, size: int) -> int:
+    from mailport.cluster.admin import AdminError, resize_pool
+    from mailport.cluster.node import anchored
+
+    try:
+        settings = anchored(_settings(path), Path.cwd())
+        old, new = asyncio.run(resize_pool(settings, connection, size))
+    except (InvalidConfig, AdminError) as exc:
+        err.print(f"mailport: {exc}", markup=False)
+        return 1
+    console.print(f"{connection}: pool size {old} -> {new}", markup=False)
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -93,6 +93,13 @@ class SmtpOutbound(_Server):
     password: SecretSource | None = None
     pool_size: int = Field(default=2, ge=1, le=256)
     helo_name: str | None = None
+    max_per_minute: int | None = Field(default=None, ge=1)
+    """Transactions a minute this connection may start; None for no limit."""
+    max_recipients: int = Field(default=100, ge=1)
+    """Recipients in one transaction (RFC 5321 section 4.5.3.1.8 requires servers to take
+    100); a message for more is sent as several."""
+    sender_domains: list[str] = Field(default_factory=list)
+    """Sender domains this connection may carry; empty for any."""
 
     @model_validator(mode="after")
     def _auth_pair(self) -> SmtpOutbound:
@@ -151,6 +158,8 @@ class Settings(_Model):
     outbound: tuple[Outbound, ...] = (MaildirOutbound(kind="maildir", name="outbox"),)
     applications: tuple[Application, ...] = (ACKNOWLEDGE,)
     routing: Routing = Routing()
+    outbound_lifetime: float = Field(default=5 * 86400.0, gt=0)
+    """Seconds a message may stay deferred before it fails (Postfix's default: 5 days)."""
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

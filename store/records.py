@@ -70,6 +70,7 @@ class QueuedMail:
     smtputf8: bool
     attempts: int
     application: str | None
+    queued_at: float = 0.0
 
 
 class Fenced(Exception):

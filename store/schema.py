@@ -106,3 +106,24 @@ alarms = Table(
     Column("cleared_at", Float),
     Index("ix_alarms_key_open", "key", "cleared_at"),
 )
+
+# What operators changed while the system ran: who, what, when.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("who", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+# Pool sizes set while running; they override the configured size.
+pool_sizes = Table(
+    "pool_sizes",
+    metadata,
+    Column("connection", String(128), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("set_at", Float, nullable=False),
+)

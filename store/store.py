@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.store import schema
@@ -142,14 +142,19 @@ class Store:
             async with self._tx() as conn:
                 await conn.execute(insert(schema.outbound), rows)
 
-    async def take_outbound(self, connection: str, limit: int, lease: float) -> list[QueuedMail]:
+    async def take_outbound(
+        self, connection: str, limit: int, lease: float, sender_domains: Iterable[str] = ()
+    ) -> list[QueuedMail]:
         """Lease due mail to a connection. A lease that runs out (its holder died) frees
-        the mail for any connection again."""
+        the mail for any connection again. With sender_domains, only mail from those."""
         now = time.time()
         t = schema.outbound
         due = (t.c.state.in_(("queued", "deferred")) & (t.c.next_attempt_at <= now)) | (
             (t.c.state == "sending") & (t.c.lease_until < now)
         )
+        domains = [d.lower() for d in sender_domains]
+        if domains:
+            due = due & or_(*(func.lower(t.c.sender).like(f"%@{d}") for d in domains))
         async with self._tx() as conn:
             rows = (
                 await conn.execute(
@@ -178,9 +183,21 @@ class Store:
                 bool(r.smtputf8),
                 r.attempts + 1,
                 r.application,
+                r.queued_at,
             )
             for r in rows
         ]
+
+    async def release_leases(self, connection: str) -> int:
+        """Free the mail a connection's previous incarnation held: it died with them."""
+        t = schema.outbound
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(t)
+                .where(t.c.state == "sending", t.c.connection == connection)
+                .values(state="queued", lease_until=None, next_attempt_at=time.time())
+            )
+        return int(result.rowcount or 0)
 
     async def mark_sent(self, ids: Iterable[int], note: str | None = None) -> None:
         """Sent; a note keeps what went wrong on the way (recipients a server refused)."""
@@ -255,6 +272,44 @@ class Store:
             rows = await conn.execute(
                 select(t).where(t.c.cleared_at.is_(None)).order_by(t.c.raised_at)
             )
+            return [dict(r._mapping) for r in rows]
+
+    # -- operators' changes ---------------------------------------------------------------
+
+    async def set_pool_size(self, connection: str, size: int, who: str) -> int | None:
+        """Record a new pool size for a connection, and who asked; returns the old one."""
+        t = schema.pool_sizes
+        now = time.time()
+        async with self._tx() as conn:
+            old = (
+                await conn.execute(select(t.c.size).where(t.c.connection == connection))
+            ).scalar()
+            if old is None:
+                await conn.execute(insert(t).values(connection=connection, size=size, set_at=now))
+            else:
+                await conn.execute(
+                    update(t).where(t.c.connection == connection).values(size=size, set_at=now)
+                )
+            detail = f"pool size {'configured' if old is None else old} -> {size}"
+            await conn.execute(
+                insert(schema.audit).values(
+                    at=now, who=who, action="pool.resize", subject=connection, detail=detail
+                )
+            )
+        return int(old) if old is not None else None
+
+    async def pool_size(self, connection: str) -> int | None:
+        t = schema.pool_sizes
+        async with self.engine.connect() as conn:
+            size = (
+                await conn.execute(select(t.c.size).where(t.c.connection == connection))
+            ).scalar()
+        return int(size) if size is not None else None
+
+    async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        t = schema.audit
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t).order_by(t.c.id.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
 
     # -- queries -------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""What admins change while the system runs. Each change goes through the store, where the
+running actors pick it up and the audit log keeps who made it."""
+
+from __future__ import annotations
+
+import getpass
+
+from mailport.config.models import Settings, SmtpOutbound
+from mailport.store import Store
+
+
+class AdminError(Exception):
+    """The change cannot be made as asked; the message says why."""
+
+
+async def resize_pool(settings: Settings, connection: str, size: int) -> tuple[int, int]:
+    """Set an SMTP connection's pool size; returns (old size, new size)."""
+    config = next((c for c in settings.outbound if c.name == connection), None)
+    if config is None:
+        names = ", ".join(c.name for c in settings.outbound) or "none"
+        raise AdminError(f"no outbound connection named {connection!r} (configured: {names})")
+    if not isinstance(config, SmtpOutbound):
+        raise AdminError(f"{connection!r} is a {config.kind} connection; only SMTP pools resize")
+    if not 1 <= size <= 256:
+        raise AdminError(f"a pool holds 1 to 256 sessions, not {size}")
+    store = await Store.open(settings.store.url)
+    try:
+        old = await store.set_pool_size(connection, size, who=f"cli:{getpass.getuser()}")
+    finally:
+        await store.close()
+    return (config.pool_size if old is None else old), size
