@@ -57,6 +57,10 @@ def decode(data: bytes, label: str | None) -> Decoded:
             return Decoded(data.decode(codec), None, codec)
         except UnicodeDecodeError:
             defect = f"charset {label!r} does not match the bytes"
+            if codec.startswith("iso2022"):
+                # 7-bit escapes carry no clue for detection; a character the codec lacks
+                # (NEC's ① and № in ISO-2022-JP) costs one replacement, not the text.
+                return Decoded(data.decode(codec, errors="replace"), defect, codec)
     elif label:
         defect = f"unknown charset {label!r}"
     else:

@@ -10,7 +10,8 @@ from mailport.mail.message import Address, ParsedMessage
 
 # Reply and forward-of-reply prefixes used by common clients in many languages.
 _PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|sv|vs|antw|ref|rif|res|odp|vá|atb|yn|回复|答复|回覆|返信)"
+    r"^\s*(?:(?:re|aw|sv|vs|antw|ref\.?|réf\.?|rif|res|odp|vá|atb|yn|ynt|"
+    r"отв|ответ|απ|σχετ|رد|תשובה|回复|答复|回覆|返信)"
     r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
@@ -87,7 +88,7 @@ def reply_to(
         headers.append(("References", " ".join(chain)))
     quoted_html = None
     if html is not None or original.html is not None:
-        quoted_html = (html or f"<p>{html_lib.escape(text)}</p>") + _quote_html(original)
+        quoted_html = (html or _paragraphs(text)) + _quote_html(original)
     return OutboundMessage(
         from_=from_,
         to=recipients,
@@ -108,6 +109,15 @@ def _attribution(original: ParsedMessage) -> str:
 def _quote_text(original: ParsedMessage) -> str:
     body = "\n".join("> " + line if line else ">" for line in original.text.splitlines())
     return f"{_attribution(original)}\n{body}\n"
+
+
+def _paragraphs(text: str) -> str:
+    """Plain reply text as HTML that shows its line breaks."""
+    blocks = re.split(r"\n\s*\n", text.strip())
+    return "".join(
+        "<p>" + "<br>\n".join(html_lib.escape(line) for line in b.splitlines()) + "</p>"
+        for b in blocks
+    )
 
 
 def _quote_html(original: ParsedMessage) -> str:

@@ -88,7 +88,14 @@ def test_parse_never_raises_on_header_shaped_noise(parts: list[bytes]) -> None:
         ("回复: 答复：帮助", "Re: 帮助"),
         ("返信: お問い合わせ", "Re: お問い合わせ"),
         ("Re[2]: Help", "Re: Help"),
+        ("رد: مرحبا", "Re: مرحبا"),
+        ("תשובה: שלום", "Re: שלום"),
+        ("ΑΠ: Καλημέρα", "Re: Καλημέρα"),
+        ("Отв: Привет", "Re: Привет"),
+        ("YNT: Merhaba", "Re: Merhaba"),
+        ("Réf. : Facture", "Re: Facture"),
         ("Regarding the invoice", "Re: Regarding the invoice"),
+        ("Response times", "Re: Response times"),
     ],
 )
 def test_reply_subject_has_one_prefix(subject: str, expected: str) -> None:
@@ -392,3 +399,13 @@ def test_rfc2231_continuations_out_of_order_with_a_charset() -> None:
         b' filename*2=".pdf"\r\n\r\nAAAA\r\n--b--\r\n'
     )
     assert [a.filename for a in parse(raw).attachments] == ["Quarterly € report.pdf"]
+
+
+def test_an_html_reply_keeps_the_lines_of_the_text() -> None:
+    original = parse(
+        b"From: Ana <ana@example.org>\r\nSubject: Hola\r\nMessage-ID: <h1@example.org>\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>Hola</p>\r\n"
+    )
+    reply = reply_to(original, from_=Address("", "support@example.test"), text="Thanks,\nwe <3 it.")
+    assert reply.html is not None
+    assert reply.html.startswith("<p>Thanks,<br>\nwe &lt;3 it.</p>")

@@ -86,6 +86,13 @@ def test_a_wrong_charset_label_is_reported_with_the_one_used() -> None:
     assert [(c.declared, c.used) for c in message.charsets] == [("us-ascii", "cp1252")]
 
 
+def test_iso_2022_jp_with_a_character_the_codec_lacks_costs_one_replacement() -> None:
+    # Reduced from php-mime-mail-parser issue116: NEC's "№" in an ISO-2022-JP subject.
+    subject = "=?iso-2022-jp?B?GyRCJygnJS1iGyhCNDEgGyRCJ2AnZBsoQiAyOC4wOS4yMDE2?="
+    message = parse(f"From: a@example.org\nSubject: {subject}\n\nx\n".encode())
+    assert message.subject == "ЖД\ufffd41 от 28.09.2016"
+
+
 @settings(max_examples=300)
 @given(st.text(alphabet="ABCDEFabcdef0123456789+/=\n\r -_!é", max_size=600))
 def test_streamed_base64_digest_matches_decoding_it_whole(text: str) -> None:
