@@ -37,12 +37,26 @@ class ApplicationContext:
         """A ticket number that is the same however often this message is processed."""
         return "MP-" + hashlib.sha256(self.dedupe_key.encode()).hexdigest()[:10].upper()
 
-    def reply(self, text: str, html: str | None = None, *, reply_all: bool = False) -> None:
-        """Queue a reply; a message that cannot be answered is recorded as unanswerable."""
+    def reply(
+        self,
+        text: str,
+        html: str | None = None,
+        *,
+        reply_all: bool = False,
+        automatic: bool = True,
+    ) -> None:
+        """Queue a reply; a message that cannot be answered is recorded as unanswerable.
+        automatic=False for a person's answer relayed by the application: it is then not
+        marked Auto-Submitted (RFC 3834), so the customer's autoresponder may answer it."""
         try:
             self.outbox.append(
                 reply_to(
-                    self.message, from_=self.address, text=text, html=html, reply_all=reply_all
+                    self.message,
+                    from_=self.address,
+                    text=text,
+                    html=html,
+                    reply_all=reply_all,
+                    automatic=automatic,
                 )
             )
         except Unanswerable as exc:

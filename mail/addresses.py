@@ -17,6 +17,14 @@ _BARE_LIST = re.compile(r"^\s*[^\s<>\",;]+@[^\s<>\",;]+(?:\s+[^\s<>\",;]+@[^\s<>
 def read_addresses(
     msg: Message, name: str, defects: list[str], hint: str | None
 ) -> tuple[Address, ...]:
+    """The mailboxes of every field of that name; a tab in a name reads as a space."""
+    return tuple(
+        Address(a.name.replace("\t", " ").strip(), a.address)
+        for a in _read(msg, name, defects, hint)
+    )
+
+
+def _read(msg: Message, name: str, defects: list[str], hint: str | None) -> tuple[Address, ...]:
     raw = [unescape_8bit(v, hint) for v in raw_values(msg, name)]
     if raw and all(_BARE_LIST.match(v) for v in raw):
         # "From: a@example.com b@example.com": bare addresses with the commas left out.
@@ -37,7 +45,7 @@ def read_addresses(
         if strict and all(a.usable for a in strict):
             return _names_from_encoded_words(strict, raw, hint)
     except Exception as exc:
-        defects.append(f"{name}: {type(exc).__name__}")
+        defects.append(f"{name}: the strict parser failed ({type(exc).__name__}); read leniently")
     # The lenient reading copes with what the strict one cannot, such as an unquoted "@"
     # in a display name; keep whichever reading found more usable mailboxes.
     try:

@@ -6,10 +6,11 @@ import email.utils
 import mimetypes
 import uuid
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from email import policy
-from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 
+from mailport.mail import header_writer
 from mailport.mail.message import Address
 
 
@@ -55,21 +56,23 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
     _refuse_newlines(message)
     message = _without_line_separators(message)
     domain = message.from_.address.rpartition("@")[2] or "localhost"
-    message_id = message_id or f"<{uuid.uuid4().hex}@{_idna(domain)}>"
-    msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = _header_address(message.from_)
-    msg["To"] = [_header_address(a) for a in message.to]
+    message_id = message_id or f"<{uuid.uuid4().hex}@{header_writer.idna(domain)}>"
+    # Bodies in 7-bit transfer encodings: no relay is assumed to offer 8BITMIME.
+    msg = EmailMessage(policy=_BODY_POLICY)
+    top = [
+        header_writer.address_field("From", [message.from_]),
+        header_writer.address_field("To", list(message.to)),
+    ]
     if message.cc:
-        msg["Cc"] = [_header_address(a) for a in message.cc]
-    msg["Subject"] = message.subject
-    msg["Date"] = email.utils.formatdate(localtime=False)
-    msg["MIME-Version"] = "1.0"
+        top.append(header_writer.address_field("Cc", list(message.cc)))
+    top.append(header_writer.field("Subject", message.subject))
+    top.append(f"Date: {email.utils.format_datetime(datetime.now(UTC))}\r\n")
     ids = [("Message-ID", message_id)]
     for name, value in message.headers:
         if name.lower() in _ID_HEADERS:
             ids.append((name, value))
         else:
-            msg[name] = value
+            top.append(header_writer.field(name, value))
     msg.set_content(message.text, charset="utf-8")
     if message.html is not None:
         msg.add_alternative(message.html, subtype="html", charset="utf-8")
@@ -81,15 +84,21 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
         msg.add_attachment(
             attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
         )
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]  # the email package repeats it in every part
     recipients = message.envelope_recipients
     smtputf8 = not all(_ascii_mailbox(a) for a in (message.from_.address, *recipients))
-    data = _with_ids(msg.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP), ids)
+    data = "".join(top).encode("utf-8") + _with_ids(msg.as_bytes(), ids)
     return Composed(message_id, data, message.from_.address, recipients, smtputf8)
 
 
 # The email package folds a long id list as unstructured text, into RFC 2047 encoded words
 # that no client reads as ids; these are written as they are, folded only between ids.
 _ID_HEADERS = {"message-id", "in-reply-to", "references"}
+
+
+_BODY_POLICY = policy.SMTP.clone(cte_type="7bit")
 
 
 def _with_ids(data: bytes, ids: list[tuple[str, str]]) -> bytes:
@@ -115,7 +124,7 @@ _SEPARATORS = dict.fromkeys(map(ord, "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " 
 
 def _without_line_separators(message: OutboundMessage) -> OutboundMessage:
     def clean(addr: Address) -> Address:
-        return Address(addr.name.translate(_SEPARATORS), addr.address)
+        return Address(addr.name.translate(_SEPARATORS).strip(), addr.address)
 
     return replace(
         message,
@@ -131,17 +140,5 @@ def _without_line_separators(message: OutboundMessage) -> OutboundMessage:
     )
 
 
-def _idna(domain: str) -> str:
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
-
-
 def _ascii_mailbox(address: str) -> bool:
     return address.rpartition("@")[0].isascii()
-
-
-def _header_address(addr: Address) -> HeaderAddress:
-    local, _, domain = addr.address.rpartition("@")
-    return HeaderAddress(display_name=addr.name, username=local, domain=_idna(domain))

@@ -19,15 +19,15 @@ _LINE_BREAK = re.compile(r"[\r\n]")
 
 def header_text(msg: Message, name: str, hint: str | None) -> str:
     """The first field of that name, decoded and unfolded (a repeated Subject is a defect,
-    and the first is what clients show)."""
+    and the first is what clients show). Spaces are kept as sent; a tab reads as a space."""
     values = raw_values(msg, name)
-    return " ".join(decode_words(values[0], hint).split()) if values else ""
+    return decode_words(values[0], hint).replace("\t", " ").strip() if values else ""
 
 
 def fields(msg: Message, hint: str | None) -> tuple[tuple[str, str], ...]:
     """Every field in order, as (name, decoded and unfolded value)."""
     return tuple(
-        (name, " ".join(decode_words(_unfolded(value), hint).split()))
+        (name, decode_words(_unfolded(value), hint).replace("\t", " ").strip())
         for name, value in msg.raw_items()
     )
 

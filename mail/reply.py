@@ -31,8 +31,9 @@ def reply_recipients(
 ) -> tuple[Address, ...]:
     """Reply-To, else From (every mailbox in it: RFC 5322 section 3.6.3); with reply_all also
     To and Cc, leaving out our own addresses."""
-    primary = original.reply_to or original.from_
-    chosen = list(primary)
+    # A Reply-To naming only us (a loop, or our own list) leaves From to answer.
+    reply_to = [a for a in original.reply_to if a.address.lower() not in own]
+    chosen = list(reply_to or original.from_)
     if reply_all:
         chosen += [*original.to, *original.cc]
     seen: set[str] = set()
@@ -66,8 +67,10 @@ def reply_to(
     html: str | None = None,
     reply_all: bool = False,
     own: frozenset[str] = frozenset(),
+    automatic: bool = True,
 ) -> OutboundMessage:
-    """A reply quoting the original; raises Unanswerable when there is nobody to answer."""
+    """A reply quoting the original; raises Unanswerable when there is nobody to answer.
+    An automatic reply says so (Auto-Submitted: auto-replied, RFC 3834)."""
     if original.auto_submitted:
         raise Unanswerable(f"automatic mail is never answered: {original.auto_submitted}")
     own = own | {from_.address.lower()}
@@ -80,7 +83,7 @@ def reply_to(
         for a in reply_recipients(original, reply_all=reply_all, own=own)
         if a.address.lower() not in taken
     )
-    headers: list[tuple[str, str]] = [("Auto-Submitted", "auto-replied")]
+    headers: list[tuple[str, str]] = [("Auto-Submitted", "auto-replied")] if automatic else []
     if original.message_id:
         headers.append(("In-Reply-To", original.message_id))
     chain = references(original)

@@ -159,8 +159,6 @@ NOT_HERE = {
 
 
 def _expected(field: str, value: Any) -> Any:
-    if field == "subject":  # unfolding joins a folded subject's lines with single spaces
-        return " ".join(value.split())
     if field in MEMBERSHIP:
         return True
     if field == "decoded_payloads":  # the text body is its text parts, one after another
