@@ -2,13 +2,13 @@
 
 Connections compete for the queue, so an idle connection takes more and a dead one none:
 that is the least-outstanding-work balance. A leased message whose holder dies is freed when
-its lease ends. The one window for a duplicate is between the server's 250 and mark_sent."""
+its lease ends, or at once when the connection restarts. The one window for a duplicate is
+between the server's 250 and the settle that records it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Any
 
@@ -16,6 +16,7 @@ import ray
 
 from mailport.actors.breaker import Breaker
 from mailport.actors.events import EventSink
+from mailport.actors.settling import settle
 from mailport.actors.stats import Event
 from mailport.actors.transports import Result, SmtpPool, transport_for
 from mailport.config.models import Settings, SmtpOutbound
@@ -102,36 +103,24 @@ class OutboundConnection:
                 await store.raise_alarm(
                     key,
                     f"{self.config.name}: taken out of rotation after {self.breaker.failures}"
-                    f" failures in a row ({failures[-1].detail}); other connections carry"
+                    f" failures in a row ({failures[-1].replies[0].text}); other connections carry"
                     " its mail, and it is retried on its own",
                 )
         elif self.breaker.succeeded():
             await store.clear_alarm(key)
 
     async def _record(self, store: Store, batch: list[QueuedMail], results: list[Result]) -> None:
-        sent: list[int] = []
-        for mail, result in zip(batch, results, strict=True):
-            state = result.state
-            failure = result.detail or "no reason given"
-            if state == "deferred" and time.time() - mail.queued_at > self.lifetime:
-                state, failure = "failed", f"gave up after {mail.attempts} attempts: {failure}"
-            detail = result.refused if state == "sent" else failure
-            event = Event("out", self.config.name, mail.application, mail.message_id, state, detail)
+        now = time.time()
+        settled = [
+            settle(mail, result, self.config.name, self.lifetime, now)
+            for mail, result in zip(batch, results, strict=True)
+        ]
+        # The window for a duplicate: mail the server took, not yet recorded as sent.
+        await store.settle(settled)
+        for mail, done in zip(batch, settled, strict=True):
+            if done.state == "deferred":
+                self.last_error = done.note
+            event = Event(
+                "out", self.config.name, mail.application, mail.message_id, done.state, done.note
+            )
             self.events.emit(event)
-            if state == "sent" and result.refused:
-                await store.mark_sent([mail.id], note=result.refused)
-            elif state == "sent":
-                sent.append(mail.id)
-            elif state == "deferred":
-                self.last_error = detail
-                # A connection fault is no fault of the message: retry soon, anywhere.
-                delay = _retry_in(mail.attempts, 30.0 if result.connection_failed else 3600.0)
-                await store.mark_deferred([mail.id], detail or "", delay)
-            else:
-                await store.mark_failed([mail.id], detail or "")
-        await store.mark_sent(sent)
-
-
-def _retry_in(attempts: int, longest: float) -> float:
-    """Exponential backoff with jitter, so deferred mail does not return in a wave."""
-    return min(longest, 0.5 * 2.0 ** min(attempts, 20)) * random.uniform(0.5, 1.0)

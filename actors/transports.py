@@ -18,32 +18,35 @@ from mailport.store import QueuedMail
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
-    """sent, deferred (try again later) or failed (permanently), with the server's words."""
+class Reply:
+    """What the server said about one recipient; code None when no server answered."""
 
-    state: str
-    detail: str | None = None
-    refused: str | None = None
-    """Sent, but not to every recipient: who was refused, and why."""
+    recipient: str
+    code: int | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One delivery attempt: the server's reply for every recipient."""
+
+    replies: tuple[Reply, ...]
     connection_failed: bool = False
     """The connection failed (no session, a dropped session, 421), not this message."""
 
     @staticmethod
+    def every(recipients: tuple[str, ...], code: int | None, text: str, **kw: bool) -> Result:
+        return Result(tuple(Reply(r, code, text) for r in recipients), **kw)
+
+    @staticmethod
     def combine(results: list[Result]) -> Result:
-        """One message sent as several transactions (a recipient limit): sent if any part
-        was, with what the others met; else the least final of the outcomes."""
+        """One message sent as several transactions (a recipient limit)."""
         if len(results) == 1:
             return results[0]
-        sent = [r for r in results if r.state == "sent"]
-        others = [r for r in results if r.state != "sent"]
-        if sent and not others:
-            refused = "; ".join(r.refused for r in sent if r.refused) or None
-            return Result("sent", sent[0].detail, refused=refused)
-        if sent:
-            notes = [r.refused for r in sent if r.refused] + [r.detail or r.state for r in others]
-            return Result("sent", sent[0].detail, refused="; ".join(n for n in notes if n))
-        worst = next((r for r in others if r.state == "deferred"), others[0])
-        return worst
+        return Result(
+            tuple(r for result in results for r in result.replies),
+            connection_failed=all(r.connection_failed for r in results),
+        )
 
 
 class Transport(Protocol):
@@ -64,7 +67,7 @@ class MaildirTransport:
         name = f"{time.time():.6f}.{uuid.uuid4().hex}.{socket.gethostname()}"
         envelope = f"Return-Path: <{mail.sender}>\r\n".encode()
         await asyncio.to_thread(self._write, name, envelope + mail.data)
-        return Result("sent")
+        return Result.every(mail.recipients, 250, f"written to {self.root / 'new' / name}")
 
     def _write(self, name: str, data: bytes) -> None:
         tmp = self.root / "tmp" / name
@@ -143,34 +146,42 @@ class SmtpPool:
                 session = await self._connect()
             limit = session.esmtp_extensions.get("size", "")
             if limit.isdigit() and int(limit) and len(mail.data) > int(limit):
-                return Result(
-                    "failed",
-                    f"552 5.3.4 message of {len(mail.data)} bytes is over "
-                    f"the server's SIZE limit of {limit}",
+                text = (
+                    f"5.3.4 message of {len(mail.data)} bytes is over the server's SIZE"
+                    f" limit of {limit} (not sent)"
                 )
+                return Result.every(recipients, 552, text)
             await self._rate.take()
             options = ["SMTPUTF8"] if mail.smtputf8 else []
             refused, reply = await session.sendmail(
                 mail.sender, list(recipients), mail.data, mail_options=options
             )
-            if refused:
-                detail = "; ".join(f"{r}: {code} {text}" for r, (code, text) in refused.items())
-                return Result("sent", reply, refused=f"some recipients refused: {detail}")
-            return Result("sent", reply)
+            return Result(
+                tuple(
+                    Reply(r, refused[r][0], refused[r][1]) if r in refused else Reply(r, 250, reply)
+                    for r in recipients
+                )
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [e.code for e in exc.recipients]
-            detail = "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
-            return Result("deferred" if all(400 <= c < 500 for c in codes) else "failed", detail)
+            said = {e.recipient: e for e in exc.recipients}
+            return Result(
+                tuple(
+                    Reply(r, said[r].code, said[r].message) if r in said else Reply(r, None, "")
+                    for r in recipients
+                )
+            )
         except aiosmtplib.SMTPResponseException as exc:
             _close_quietly(session)
             session = None
-            state = "failed" if 500 <= exc.code < 600 else "deferred"
             # 421 is the server closing the session: a fault of the connection, not the mail.
-            return Result(state, f"{exc.code} {exc.message}", connection_failed=exc.code == 421)
+            return Result.every(
+                recipients, exc.code, exc.message, connection_failed=exc.code == 421
+            )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             _close_quietly(session)
             session = None
-            return Result("deferred", f"{type(exc).__name__}: {exc}", connection_failed=True)
+            text = f"{type(exc).__name__}: {exc}"
+            return Result.every(recipients, None, text, connection_failed=True)
         finally:
             if self._retiring:
                 self._retiring -= 1

@@ -1,6 +1,25 @@
 """Persistence: dedupe keys and fencing epochs, the outbound queue, contacts, quarantine."""
 
-from mailport.store.records import Contact, Fate, Fenced, Finished, Outgoing, QueuedMail
+from mailport.store.records import (
+    Contact,
+    Fate,
+    Fenced,
+    Finished,
+    Outgoing,
+    QueuedMail,
+    RecipientAttempt,
+    Settled,
+)
 from mailport.store.store import Store
 
-__all__ = ["Contact", "Fate", "Fenced", "Finished", "Outgoing", "QueuedMail", "Store"]
+__all__ = [
+    "Contact",
+    "Fate",
+    "Fenced",
+    "Finished",
+    "Outgoing",
+    "QueuedMail",
+    "RecipientAttempt",
+    "Settled",
+    "Store",
+]

@@ -73,5 +73,31 @@ class QueuedMail:
     queued_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class RecipientAttempt:
+    recipient: str
+    outcome: str
+    """sent | deferred | failed"""
+    code: int | None
+    """The server's reply code; None when no server answered."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What one delivery attempt of one message came to."""
+
+    mail_id: int
+    attempt: int
+    connection: str
+    state: str
+    """sent (to every recipient that will ever get it) | deferred | failed"""
+    recipients: tuple[RecipientAttempt, ...]
+    note: str | None = None
+    retry_at: float | None = None
+    pending: tuple[str, ...] = ()
+    """For deferred mail: the recipients still to deliver to."""
+
+
 class Fenced(Exception):
     """A newer epoch owns this connection; the caller must stop processing its mail."""

@@ -127,3 +127,28 @@ pool_sizes = Table(
     Column("size", Integer, nullable=False),
     Column("set_at", Float, nullable=False),
 )
+
+# Every delivery attempt, one row a recipient: the server's code and words, and which
+# connection tried.
+outbound_attempts = Table(
+    "outbound_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbound_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("recipient", String(998), nullable=False),
+    Column("outcome", String(16), nullable=False),  # sent | deferred | failed
+    Column("code", Integer),
+    Column("text", Text, nullable=False),
+    Index("ix_outbound_attempts_outbound", "outbound_id"),
+)
+
+# The recipients still to deliver to, when a message was sent to only some of them.
+outbound_pending = Table(
+    "outbound_pending",
+    metadata,
+    Column("outbound_id", Integer, primary_key=True),
+    Column("recipients", Text, nullable=False),  # JSON list
+)

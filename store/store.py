@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy import delete, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.store import schema
-from mailport.store.records import Contact, Fate, Fenced, Finished, Outgoing, QueuedMail
+from mailport.store.records import (
+    Contact,
+    Fate,
+    Fenced,
+    Finished,
+    Outgoing,
+    QueuedMail,
+    Settled,
+)
 
 
 class Store:
@@ -173,12 +182,19 @@ class Store:
                     attempts=t.c.attempts + 1,
                 )
             )
+            p = schema.outbound_pending
+            left = await conn.execute(
+                select(p.c.outbound_id, p.c.recipients).where(
+                    p.c.outbound_id.in_([r.id for r in rows])
+                )
+            )
+            pending: dict[int, str] = {i: recipients for i, recipients in left.all()}
         return [
             QueuedMail(
                 r.id,
                 r.message_id,
                 r.sender,
-                tuple(json.loads(r.recipients)),
+                tuple(json.loads(pending.get(r.id, r.recipients))),
                 r.data,
                 bool(r.smtputf8),
                 r.attempts + 1,
@@ -198,6 +214,65 @@ class Store:
                 .values(state="queued", lease_until=None, next_attempt_at=time.time())
             )
         return int(result.rowcount or 0)
+
+    async def settle(self, settled: Iterable[Settled]) -> None:
+        """Record a batch of delivery attempts, every recipient's reply kept, in one
+        transaction."""
+        settled = list(settled)
+        if not settled:
+            return
+        now = time.time()
+        t = schema.outbound
+        attempts = [
+            dict(
+                outbound_id=s.mail_id,
+                attempt=s.attempt,
+                connection=s.connection,
+                at=now,
+                recipient=r.recipient,
+                outcome=r.outcome,
+                code=r.code,
+                text=r.text,
+            )
+            for s in settled
+            for r in s.recipients
+        ]
+        pending = schema.outbound_pending
+        async with self._tx() as conn:
+            if attempts:
+                await conn.execute(insert(schema.outbound_attempts), attempts)
+            settled = [await _with_earlier_failures(conn, s) for s in settled]
+            sent = [s.mail_id for s in settled if s.state == "sent" and s.note is None]
+            if sent:
+                await conn.execute(
+                    update(t)
+                    .where(t.c.id.in_(sent))
+                    .values(state="sent", sent_at=now, lease_until=None, last_error=None)
+                )
+            for s in settled:
+                if s.state == "sent" and s.note is None:
+                    continue
+                values: dict[str, Any] = dict(state=s.state, lease_until=None, last_error=s.note)
+                if s.state == "sent":
+                    values["sent_at"] = now
+                if s.state == "deferred":
+                    values["next_attempt_at"] = s.retry_at or now
+                await conn.execute(update(t).where(t.c.id == s.mail_id).values(**values))
+                if s.state == "deferred" and s.pending:
+                    await conn.execute(delete(pending).where(pending.c.outbound_id == s.mail_id))
+                    await conn.execute(
+                        insert(pending).values(
+                            outbound_id=s.mail_id,
+                            recipients=json.dumps(s.pending, ensure_ascii=False),
+                        )
+                    )
+
+    async def attempts(self, mail_id: int) -> list[dict[str, Any]]:
+        """A message's delivery history, oldest first."""
+        a = schema.outbound_attempts
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(a).where(a.c.outbound_id == mail_id).order_by(a.c.id))
+            return [dict(r._mapping) for r in rows]
 
     async def mark_sent(self, ids: Iterable[int], note: str | None = None) -> None:
         """Sent; a note keeps what went wrong on the way (recipients a server refused)."""
@@ -426,6 +501,23 @@ def _contact_row(c: Contact) -> dict[str, Any]:
         reason=c.reason,
         defects=json.dumps(c.defects, ensure_ascii=False),
     )
+
+
+async def _with_earlier_failures(conn: AsyncConnection, s: Settled) -> Settled:
+    """A message's note on its last attempt names every recipient it never reached, not
+    only those of that attempt."""
+    if s.attempt <= 1 or s.state == "deferred":
+        return s
+    a = schema.outbound_attempts
+    rows = await conn.execute(
+        select(a.c.recipient, a.c.code, a.c.text)
+        .where(a.c.outbound_id == s.mail_id, a.c.outcome == "failed", a.c.attempt < s.attempt)
+        .order_by(a.c.id)
+    )
+    earlier = [f"{r}: {'' if c is None else f'{c} '}{t}" for r, c, t in rows.all()]
+    if not earlier:
+        return s
+    return dataclasses.replace(s, note="; ".join(filter(None, [*earlier, s.note])))
 
 
 def _outbound_row(o: Outgoing, source_key: str | None, now: float) -> dict[str, Any]:

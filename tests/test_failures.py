@@ -181,8 +181,11 @@ async def test_a_recipient_the_server_refuses_is_recorded_on_the_sent_message(
         await node.remove_inbound(config.name)
     [row] = [r for r in await store.rows("outbound") if b"<partial@example.org>" in r["data"]]
     assert row["state"] == "sent"
-    assert row["last_error"] == (
-        "some recipients refused: refused@example.org: 550 5.1.1 no such user"
-    )
+    assert row["last_error"] == "refused@example.org: 550 5.1.1 no such user"
+    history = [(a["recipient"], a["outcome"], a["code"]) for a in await store.attempts(row["id"])]
+    assert sorted(history) == [
+        ("ann@example.org", "sent", 250),
+        ("refused@example.org", "failed", 550),
+    ]
     [delivered] = [m for m in smtp_sink.received() if b"<partial@example.org>" in m.data]
     assert delivered.rcpt_tos == ("ann@example.org",)

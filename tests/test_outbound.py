@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from aiosmtpd.smtp import Envelope
 
 from mailport.actors.outbound import OutboundConnection
 from mailport.cluster.admin import resize_pool
@@ -192,3 +193,89 @@ async def test_killing_the_connection_mid_batch_loses_nothing(
     print("  between a 250 and its record; at most one batch, 16 here)")
     assert len(ids) == 2000
     assert duplicates <= 16
+
+
+async def test_some_recipients_refused_or_deferred_are_kept_apart(
+    ray_session: None, tmp_path: Path, outbound_store: MailStore
+) -> None:
+    full = threading.Event()
+    full.set()
+
+    def reply(address: str) -> str | None:
+        if address.startswith("gone@"):
+            return "550 5.1.1 no such user"
+        if address.startswith("full@") and full.is_set():
+            return "452 4.2.2 mailbox full"
+        return None
+
+    with SmtpSink.start(rcpt_reply=reply) as sink:
+        settings = _settings(tmp_path, _smtp("picky", sink.port, pool_size=1))
+        [mail] = _mail(1, "partial")
+        rcpts = ("ok@example.test", "gone@example.test", "full@example.test")
+        await outbound_store.enqueue([Outgoing(**{**_fields(mail), "recipients": rcpts})])
+        actor = await _start(settings, "picky")
+        try:
+            await _until(lambda: len(sink.received()) >= 1, 30, "the first delivery")
+            [row] = await outbound_store.rows("outbound")
+            deadline = time.monotonic() + 30
+            while row["state"] != "deferred":
+                assert time.monotonic() < deadline, f"state stayed {row['state']}"
+                await asyncio.sleep(0.05)
+                [row] = await outbound_store.rows("outbound")
+            full.clear()
+            await _until(lambda: len(sink.received()) >= 2, 60, "the deferred recipient")
+            deadline = time.monotonic() + 30
+            while row["state"] != "sent":
+                assert time.monotonic() < deadline, f"state stayed {row['state']}"
+                await asyncio.sleep(0.05)
+                [row] = await outbound_store.rows("outbound")
+        finally:
+            ray.kill(actor)
+    assert [r.rcpt_tos for r in sink.received()] == [
+        ("ok@example.test",),
+        ("full@example.test",),
+    ]
+    history = [
+        (a["attempt"], a["recipient"], a["outcome"], a["code"])
+        for a in await outbound_store.attempts(row["id"])
+    ]
+    assert history == [
+        (1, "ok@example.test", "sent", 250),
+        (1, "gone@example.test", "failed", 550),
+        (1, "full@example.test", "deferred", 452),
+        (2, "full@example.test", "sent", 250),
+    ]
+    assert row["last_error"] == "gone@example.test: 550 5.1.1 no such user"
+
+
+async def test_a_connection_dropped_at_the_end_of_data_is_resent(
+    ray_session: None, tmp_path: Path, outbound_store: MailStore
+) -> None:
+    dropped: Counter[bytes] = Counter()
+
+    def drop(envelope: Envelope) -> bool:
+        found = _ID.search(envelope.original_content or b"")
+        key = found.group(1) if found else b""
+        dropped[key] += 1
+        return dropped[key] == 1 and int(key.split(b"-")[1].split(b"@")[0]) % 10 == 0
+
+    with SmtpSink.start(drop_data=drop) as sink:
+        settings = _settings(tmp_path, _smtp("drops", sink.port, pool_size=2))
+        await outbound_store.enqueue(_mail(100, "drop"))
+        actor = await _start(settings, "drops")
+        try:
+            await _until(lambda: len(_ids(sink)) >= 100, 90, "all 100 messages")
+        finally:
+            ray.kill(actor)
+    ids = _ids(sink)
+    duplicates = sum(n - 1 for n in ids.values())
+    resent = sum(1 for n in dropped.values() if n > 1)
+    print(
+        f"\ndropped at DATA: 10 dropped, {resent} resent, {len(ids)} of 100 arrived,"
+        f" {duplicates} duplicates"
+    )
+    assert len(ids) == 100 and resent == 10 and duplicates == 0
+
+
+def _fields(mail: Outgoing) -> dict[str, object]:
+    return {k: getattr(mail, k) for k in Outgoing.__dataclass_fields__}

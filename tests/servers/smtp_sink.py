@@ -134,7 +134,11 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: _SinkSMTP, session: Session, envelope: Envelope) -> str:
-        """Record the message."""
+        """Record the message, or drop the connection without a reply when told to."""
+        if self.sink.drop_data is not None and self.sink.drop_data(envelope):
+            assert server.transport is not None
+            server.transport.abort()
+            return "421 4.4.2 dropped"  # written nowhere: the connection is gone
         login = None
         if session.authenticated and isinstance(session.auth_data, LoginPassword):
             login = session.auth_data.login.decode("utf-8", "replace")
@@ -192,6 +196,7 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         rcpt_reply: RcptReply | None = None,
         dsn: bool = False,
+        drop_data: Callable[[Envelope], bool] | None = None,
     ) -> None:
         """Configure the sink; call :meth:`start` (or use :meth:`SmtpSink.start`) to run it.
 
@@ -202,11 +207,14 @@ class SmtpSink:
             ``"550 5.1.1 no such user"`` refuses it, ``None`` accepts it.
         dsn: advertise DSN and accept RET/ENVID/NOTIFY/ORCPT (aiosmtpd refuses them
             otherwise with 555).
+        drop_data: called with each message at the end of DATA; True drops the connection
+            before any reply, so the client cannot know whether the message was taken.
         """
         self.tls = tls
         self.auth = auth
         self.rcpt_reply = rcpt_reply
         self.dsn = dsn
+        self.drop_data = drop_data
         self.port = 0
         self._messages: list[Received] = []
         self._cond = threading.Condition()
@@ -220,9 +228,10 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         rcpt_reply: RcptReply | None = None,
         dsn: bool = False,
+        drop_data: Callable[[Envelope], bool] | None = None,
     ) -> SmtpSink:
         """Create and start a sink (see ``__init__`` for the options)."""
-        sink = cls(tls=tls, auth=auth, rcpt_reply=rcpt_reply, dsn=dsn)
+        sink = cls(tls=tls, auth=auth, rcpt_reply=rcpt_reply, dsn=dsn, drop_data=drop_data)
         sink._run()
         return sink
 
