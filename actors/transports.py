@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import time
@@ -10,9 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiosmtplib
-
+from mailport.actors.smtp_client import SmtpError, SmtpSession
 from mailport.actors.tls import client_context
+from mailport.config.handlers import resolve
 from mailport.config.models import MaildirOutbound, Security, SmtpOutbound
 from mailport.store import QueuedMail
 
@@ -102,7 +103,7 @@ class RateLimit:
 
 
 class SmtpPool:
-    """N warm aiosmtplib sessions; a message borrows one for its transaction.
+    """N warm SMTP sessions; a message borrows one for its transaction.
 
     The pool can be resized while it sends: growing adds sessions at once, shrinking
     retires sessions as they come back, so none is cut off in the middle of a message."""
@@ -111,7 +112,7 @@ class SmtpPool:
         self.config = config
         self.size = 0
         self._retiring = 0
-        self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        self._idle: asyncio.Queue[SmtpSession | None] = asyncio.Queue()
         self._rate = RateLimit(config.max_per_minute)
         self.resize(config.pool_size)
 
@@ -142,9 +143,9 @@ class SmtpPool:
     async def _transaction(self, mail: QueuedMail, recipients: tuple[str, ...]) -> Result:
         session = await self._idle.get()
         try:
-            if session is None or not session.is_connected:
+            if session is None or not session.connected:
                 session = await self._connect()
-            limit = session.esmtp_extensions.get("size", "")
+            limit = session.extensions.get("size", "")
             if limit.isdigit() and int(limit) and len(mail.data) > int(limit):
                 text = (
                     f"5.3.4 message of {len(mail.data)} bytes is over the server's SIZE"
@@ -152,36 +153,25 @@ class SmtpPool:
                 )
                 return Result.every(recipients, 552, text)
             await self._rate.take()
-            options = ["SMTPUTF8"] if mail.smtputf8 else []
-            refused, reply = await session.sendmail(
-                mail.sender, list(recipients), mail.data, mail_options=options
+            sent = await session.send(mail.sender, recipients, mail.data, smtputf8=mail.smtputf8)
+            replies = tuple(
+                Reply(r, reply.code, reply.text)
+                for r, reply in zip(recipients, sent.replies, strict=True)
             )
-            return Result(
-                tuple(
-                    Reply(r, refused[r][0], refused[r][1]) if r in refused else Reply(r, 250, reply)
-                    for r in recipients
-                )
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            said = {e.recipient: e for e in exc.recipients}
-            return Result(
-                tuple(
-                    Reply(r, said[r].code, said[r].message) if r in said else Reply(r, None, "")
-                    for r in recipients
-                )
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            _close_quietly(session)
-            session = None
             # 421 is the server closing the session: a fault of the connection, not the mail.
-            return Result.every(
-                recipients, exc.code, exc.message, connection_failed=exc.code == 421
-            )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return Result(replies, connection_failed=any(r.code == 421 for r in replies))
+        except (SmtpError, OSError, TimeoutError) as exc:
             _close_quietly(session)
             session = None
-            text = f"{type(exc).__name__}: {exc}"
-            return Result.every(recipients, None, text, connection_failed=True)
+            code = exc.code if isinstance(exc, SmtpError) else None
+            text = str(exc) or type(exc).__name__
+            if not isinstance(exc, SmtpError):
+                text = f"{type(exc).__name__}: {exc}"
+            if code is not None and 500 <= code < 600:
+                # Refused before any mail (AUTH 535, say): no message could pass, so it is
+                # the connection that fails; the mail waits for a working one.
+                code = None
+            return Result.every(recipients, code, text, connection_failed=True)
         finally:
             if self._retiring:
                 self._retiring -= 1
@@ -189,29 +179,50 @@ class SmtpPool:
             else:
                 self._idle.put_nowait(session)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> SmtpSession:
         cfg = self.config
-        context = client_context(cfg.verify_certificate, cfg.ca_file)
-        session = aiosmtplib.SMTP(
-            hostname=cfg.host,
+        session = SmtpSession(
+            host=cfg.host,
             port=cfg.port,
             timeout=cfg.timeout,
-            use_tls=cfg.security is Security.TLS,
-            start_tls=cfg.security is Security.STARTTLS,
-            tls_context=context,
-            local_hostname=cfg.helo_name,
+            tls=client_context(cfg.verify_certificate, cfg.ca_file)
+            if cfg.security in (Security.TLS, Security.STARTTLS)
+            else None,
+            starttls=cfg.security is Security.STARTTLS,
+            helo_name=cfg.helo_name or socket.getfqdn(),
         )
-        await session.connect()
-        if cfg.username is not None and cfg.password is not None:
-            await session.login(cfg.username, cfg.password.resolve().get_secret_value())
+        try:
+            await session.connect()
+            if cfg.username is not None:
+                secret = await self._secret()
+                mechanism = cfg.auth_mechanism or ("XOAUTH2" if cfg.token_provider else None)
+                await session.login(cfg.username, secret, mechanism)
+        except BaseException:
+            session.close()
+            raise
         return session
+
+    async def _secret(self) -> str:
+        cfg = self.config
+        if cfg.token_provider is not None:
+            try:
+                token = resolve(cfg.token_provider)(cfg.name)
+                if inspect.isawaitable(token):
+                    token = await token
+                return str(token)
+            except Exception as exc:
+                raise SmtpError(None, f"the OAuth2 token provider failed: {exc!r}") from exc
+        assert cfg.password is not None
+        return cfg.password.resolve().get_secret_value()
 
     async def close(self) -> None:
         while not self._idle.empty():
-            _close_quietly(self._idle.get_nowait())
+            session = self._idle.get_nowait()
+            if session is not None:
+                await session.quit()
 
 
-def _close_quietly(session: aiosmtplib.SMTP | None) -> None:
+def _close_quietly(session: SmtpSession | None) -> None:
     if session is not None:
         session.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mailport.config import InvalidConfig, Settings, load
 from mailport.config.models import ImapInbound, MaildirOutbound, Pop3Inbound, SmtpListenerInbound
@@ -120,11 +121,12 @@ def _parse(paths: list[Path], as_json: bool) -> int:
         if as_json:
             print(json.dumps(fields, ensure_ascii=False), flush=True)
             continue
-        table = Table(title=str(path), show_header=False)
+        table = Table(title=Text(str(path)), show_header=False)
         for name, value in fields.items():
             if name != "path":
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                table.add_row(name, shown if name != "text" else shown[:500])
+                # Text, not markup: "[b]" in a subject is the sender's, not rich's.
+                table.add_row(name, Text(shown if name != "text" else shown[:500]))
         console.print(table)
     return 1 if unreadable else 0
 

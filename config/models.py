@@ -100,11 +100,19 @@ class SmtpOutbound(_Server):
     100); a message for more is sent as several."""
     sender_domains: list[str] = Field(default_factory=list)
     """Sender domains this connection may carry; empty for any."""
+    auth_mechanism: Literal["PLAIN", "LOGIN", "XOAUTH2"] | None = None
+    """None: PLAIN where offered, else LOGIN."""
+    token_provider: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    """For XOAUTH2: `module:function`, called with the connection's name for a fresh access
+    token (it may be async) each time a session logs in."""
 
     @model_validator(mode="after")
     def _auth_pair(self) -> SmtpOutbound:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
+        secret = self.password is not None or self.token_provider is not None
+        if (self.username is None) == secret:
+            raise ValueError("username goes with a password or a token_provider")
+        if self.token_provider is not None and self.auth_mechanism not in (None, "XOAUTH2"):
+            raise ValueError("a token_provider is for auth_mechanism XOAUTH2")
         return self
 
 

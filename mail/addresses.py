@@ -35,12 +35,12 @@ def _read(msg: Message, name: str, defects: list[str], hint: str | None) -> tupl
         for value in raw_values(msg, name):
             for addr in policy.default.header_factory(name, value).addresses:
                 if addr.addr_spec and addr.addr_spec != "<>":
+                    display = unescape_8bit(addr.display_name or "", hint)
+                    spec = unescape_8bit(addr.addr_spec, hint)
                     strict.append(
-                        _unbracketed(
-                            unescape_8bit(addr.display_name or "", hint),
-                            unescape_8bit(addr.addr_spec, hint),
-                            defects,
-                        )
+                        Address(display, spec)
+                        if "<" in value
+                        else _unbracketed(display, spec, defects)
                     )
         if strict and all(a.usable for a in strict):
             return _names_from_encoded_words(strict, raw, hint)

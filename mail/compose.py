@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import mimetypes
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ class OutboundMessage:
     html: str | None = None
     attachments: tuple[OutgoingAttachment, ...] = ()
     headers: tuple[tuple[str, str], ...] = field(default=())
+    reply_to: tuple[Address, ...] = ()
 
     @property
     def envelope_recipients(self) -> tuple[str, ...]:
@@ -55,8 +57,11 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
     """Render the message; the Message-ID is made under the sender's domain unless given."""
     _refuse_newlines(message)
     message = _without_line_separators(message)
-    domain = message.from_.address.rpartition("@")[2] or "localhost"
-    message_id = message_id or f"<{uuid.uuid4().hex}@{header_writer.idna(domain)}>"
+    extra = _checked_headers(message.headers)
+    _, at, domain = message.from_.address.rpartition("@")
+    domain = domain if at and domain else "localhost"
+    given = next((v for n, v in extra if n.lower() == "message-id"), None)
+    message_id = message_id or given or f"<{uuid.uuid4().hex}@{header_writer.idna(domain)}>"
     # Bodies in 7-bit transfer encodings: no relay is assumed to offer 8BITMIME.
     msg = EmailMessage(policy=_BODY_POLICY)
     top = [
@@ -65,12 +70,19 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
     ]
     if message.cc:
         top.append(header_writer.address_field("Cc", list(message.cc)))
+    if message.reply_to:
+        top.append(header_writer.address_field("Reply-To", list(message.reply_to)))
     top.append(header_writer.field("Subject", message.subject))
     top.append(f"Date: {email.utils.format_datetime(datetime.now(UTC))}\r\n")
     ids = [("Message-ID", message_id)]
-    for name, value in message.headers:
+    for name, value in extra:
+        if name.lower() == "message-id":
+            continue
         if name.lower() in _ID_HEADERS:
             ids.append((name, value))
+        elif name.lower() in _ADDRESS_HEADERS:
+            found = [Address(n, a) for n, a in email.utils.getaddresses([value]) if a]
+            top.append(header_writer.address_field(name, found))
         else:
             top.append(header_writer.field(name, value))
     msg.set_content(message.text, charset="utf-8")
@@ -80,22 +92,57 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
         ctype = attachment.content_type or (
             mimetypes.guess_type(attachment.filename)[0] or "application/octet-stream"
         )
-        maintype, _, subtype = ctype.partition("/")
+        maintype, _, subtype = ctype.lower().partition("/")
+        if maintype in {"message", "multipart"} or not subtype or not _TOKEN.match(ctype):
+            # message/* parts may not be base64 (RFC 2046 section 5.2.1), and re-writing one
+            # as a message would change its bytes: it goes as a file, byte for byte.
+            maintype, subtype = "application", "octet-stream"
         msg.add_attachment(
             attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
         )
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # the email package repeats it in every part
-    recipients = message.envelope_recipients
-    smtputf8 = not all(_ascii_mailbox(a) for a in (message.from_.address, *recipients))
-    data = "".join(top).encode("utf-8") + _with_ids(msg.as_bytes(), ids)
-    return Composed(message_id, data, message.from_.address, recipients, smtputf8)
+    recipients = tuple(header_writer.envelope(a) for a in message.envelope_recipients)
+    sender = header_writer.envelope(message.from_.address)
+    head = "".join(top)
+    smtputf8 = not (head.isascii() and sender.isascii() and all(r.isascii() for r in recipients))
+    data = head.encode("utf-8") + _with_ids(msg.as_bytes(), ids)
+    return Composed(message_id, data, sender, recipients, smtputf8)
 
 
 # The email package folds a long id list as unstructured text, into RFC 2047 encoded words
 # that no client reads as ids; these are written as they are, folded only between ids.
 _ID_HEADERS = {"message-id", "in-reply-to", "references"}
+_ADDRESS_HEADERS = {"reply-to", "sender"}
+# Written by compose itself, from the message's fields.
+_OWN_HEADERS = {
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+}
+_FIELD_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 section 2.2: printable, no colon
+_TOKEN = re.compile(r"^[!#-'*+.0-9A-Z^-~-]+/[!#-'*+.0-9A-Z^-~-]+$", re.IGNORECASE)
+
+
+def _checked_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """Extra fields, refusing names that would break the header block or repeat a field
+    compose writes; a Message-ID given here replaces the generated one."""
+    checked = []
+    for name, value in headers:
+        if not _FIELD_NAME.match(name):
+            raise HeaderInjectionError(f"not a header field name: {name!r}")
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(f"{name} is written from the message's own fields; set those")
+        checked.append((name, value))
+    return checked
 
 
 _BODY_POLICY = policy.SMTP.clone(cte_type="7bit")
@@ -119,7 +166,10 @@ def _refuse_newlines(message: OutboundMessage) -> None:
 
 # Characters str.splitlines() breaks on besides CR and LF. They cannot inject a header at
 # the SMTP level, but the email package refuses them; in a header they mean a space.
-_SEPARATORS = dict.fromkeys(map(ord, "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+# C0 controls besides tab, and DEL, mean nothing in a header either.
+_SEPARATORS = dict.fromkeys(
+    [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0x85, 0x2028, 0x2029], " "
+)
 
 
 def _without_line_separators(message: OutboundMessage) -> OutboundMessage:
@@ -138,7 +188,3 @@ def _without_line_separators(message: OutboundMessage) -> OutboundMessage:
             replace(a, filename=a.filename.translate(_SEPARATORS)) for a in message.attachments
         ),
     )
-
-
-def _ascii_mailbox(address: str) -> bool:
-    return address.rpartition("@")[0].isascii()

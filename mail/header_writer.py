@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import re
 
+import idna as idna_codec
+
 from mailport.mail.message import Address
 
 _CHUNK = 39  # UTF-8 bytes an encoded word carries: 52 base64 characters, 64 in all
@@ -26,6 +28,8 @@ def field(name: str, value: str) -> str:
 
 def address_field(name: str, addresses: list[Address]) -> str:
     """From, To or Cc, folded only between addresses and between encoded words."""
+    if not addresses:
+        return f"{name}: undisclosed-recipients:;\r\n"
     tokens: list[str] = []
     for i, address in enumerate(addresses):
         comma = "," if i < len(addresses) - 1 else ""
@@ -41,6 +45,12 @@ def address_field(name: str, addresses: list[Address]) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def envelope(address: str) -> str:
+    """An address as SMTP carries it: the domain in A-labels."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}@{idna(domain)}" if at else address
+
+
 def _mailbox_tokens(address: Address) -> list[str]:
     local, _, domain = address.address.rpartition("@")
     domain = idna(domain)
@@ -49,8 +59,9 @@ def _mailbox_tokens(address: Address) -> list[str]:
 
 
 def phrase(name: str) -> str:
-    """A display name: atoms as they are, else a quoted string, else encoded words."""
-    if not name.isascii() or "=?" in name:
+    """A display name: atoms as they are, else a quoted string, else encoded words (which
+    can be folded: a long name is encoded too)."""
+    if not name.isascii() or "=?" in name or len(name) > 60:
         return "\r\n ".join(encoded_words(name))
     if _ATEXT_PHRASE.match(name) and name.strip() == name and "  " not in name:
         return name
@@ -88,12 +99,17 @@ def _local_part(local: str) -> str:
         return local
     if not local.isascii():
         return local  # SMTPUTF8 (RFC 6532): written as UTF-8
+    if len(local) > 1 and local.startswith('"') and local.endswith('"'):
+        return local  # quoted already, as parsed
     return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def idna(domain: str) -> str:
-    """A domain in ASCII (RFC 5891 A-labels), or as it was when it is no valid name."""
+    """A domain in ASCII (IDNA 2008 A-labels, UTS 46 mapping), or as it was when it is no
+    valid name (the message then needs SMTPUTF8)."""
+    if domain.isascii():
+        return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return idna_codec.encode(domain, uts46=True).decode("ascii")
+    except idna_codec.IDNAError:
         return domain

@@ -11,7 +11,7 @@ from mailport.mail.message import Address, ParsedMessage
 # Reply and forward-of-reply prefixes used by common clients in many languages.
 _PREFIX = re.compile(
     r"^\s*(?:(?:re|aw|sv|vs|antw|ref\.?|réf\.?|rif|res|odp|vá|atb|yn|ynt|"
-    r"отв|ответ|απ|σχετ|رد|תשובה|回复|答复|回覆|返信)"
+    r"antwort|vastaus|odgovor|yanıt|отв|ответ|απ|σχετ|رد|תשובה|회신|답장|回复|答复|回覆|返信)"
     r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
@@ -23,7 +23,8 @@ class Unanswerable(ValueError):
 
 
 def reply_subject(subject: str) -> str:
-    return "Re: " + _PREFIX.sub("", subject).strip()
+    rest = _PREFIX.sub("", subject).strip()
+    return f"Re: {rest}" if rest else "Re:"
 
 
 def reply_recipients(
@@ -31,6 +32,7 @@ def reply_recipients(
 ) -> tuple[Address, ...]:
     """Reply-To, else From (every mailbox in it: RFC 5322 section 3.6.3); with reply_all also
     To and Cc, leaving out our own addresses."""
+    own = frozenset(a.lower() for a in own)
     # A Reply-To naming only us (a loop, or our own list) leaves From to answer.
     reply_to = [a for a in original.reply_to if a.address.lower() not in own]
     chosen = list(reply_to or original.from_)

@@ -37,4 +37,5 @@ def summary(message: ParsedMessage, path: str | None = None) -> dict[str, Any]:
         ],
         "kind": message.kind,
         "defects": list(message.defects),
+        "fatal": message.fatal,
     }

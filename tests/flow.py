@@ -15,6 +15,8 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
+import idna
+
 from mailport.config.models import ImapInbound, Pop3Inbound
 from mailport.config.secrets import SecretSource
 from tests.servers.dovecot import Dovecot
@@ -97,12 +99,20 @@ def expected_reply_addresses(raw: bytes) -> list[str]:
             local, at, domain = addr.rpartition("@")
             # "Big Bug bb@bug.com", written without angle brackets, means bb@bug.com.
             local = local.split()[-1] if local.split() else local
-            addr = f"{local}@{domain}"
+            addr = f"{local}@{_a_labels(domain)}"
             if at and local and "." in domain and addr.lower() not in usable:
                 usable.append(addr.lower())
         if usable:
             return usable
     return []
+
+
+def _a_labels(domain: str) -> str:
+    """SMTP carries a non-ASCII domain in its A-labels (IDNA 2008), where it has them."""
+    try:
+        return domain if domain.isascii() else idna.encode(domain, uts46=True).decode()
+    except idna.IDNAError:
+        return domain
 
 
 def _utf8(value: str) -> str:
