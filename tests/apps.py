@@ -36,3 +36,14 @@ def read_ledger(path: str) -> list[dict[str, str]]:
             return [json.loads(line) for line in ledger if line.strip()]
     except FileNotFoundError:
         return []
+
+
+TOKEN = "MAILPORT_TEST_OAUTH_TOKEN"
+
+
+async def oauth_token(connection: str) -> str:
+    """An OAuth2 token provider: a real one would refresh through the identity provider."""
+    token = os.environ.get(TOKEN)
+    if not token:
+        raise RuntimeError(f"no token for {connection}: the identity provider refused")
+    return token

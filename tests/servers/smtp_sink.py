@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,19 @@ class _Handler:
         if server.dsn:
             responses.insert(len(responses) - 1, "250-DSN")
         return responses
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """XOAUTH2 (Google's SASL mechanism): accept the sink's token for its user."""
+        token = self.sink.xoauth2
+        try:
+            fields = base64.b64decode(args[1]).decode().split("\x01")
+            user = fields[0].removeprefix("user=")
+            bearer = fields[1].removeprefix("auth=Bearer ")
+        except (IndexError, ValueError):
+            return AuthResult(success=False, handled=False)
+        if token is None or (user, bearer) != token:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=LoginPassword(user.encode(), bearer.encode()))
 
     async def handle_MAIL(
         self,
@@ -197,6 +211,7 @@ class SmtpSink:
         rcpt_reply: RcptReply | None = None,
         dsn: bool = False,
         drop_data: Callable[[Envelope], bool] | None = None,
+        xoauth2: tuple[str, str] | None = None,
     ) -> None:
         """Configure the sink; call :meth:`start` (or use :meth:`SmtpSink.start`) to run it.
 
@@ -209,12 +224,14 @@ class SmtpSink:
             otherwise with 555).
         drop_data: called with each message at the end of DATA; True drops the connection
             before any reply, so the client cannot know whether the message was taken.
+        xoauth2: accept AUTH XOAUTH2 with exactly this (user, access token).
         """
         self.tls = tls
         self.auth = auth
         self.rcpt_reply = rcpt_reply
         self.dsn = dsn
         self.drop_data = drop_data
+        self.xoauth2 = xoauth2
         self.port = 0
         self._messages: list[Received] = []
         self._cond = threading.Condition()
@@ -229,9 +246,17 @@ class SmtpSink:
         rcpt_reply: RcptReply | None = None,
         dsn: bool = False,
         drop_data: Callable[[Envelope], bool] | None = None,
+        xoauth2: tuple[str, str] | None = None,
     ) -> SmtpSink:
         """Create and start a sink (see ``__init__`` for the options)."""
-        sink = cls(tls=tls, auth=auth, rcpt_reply=rcpt_reply, dsn=dsn, drop_data=drop_data)
+        sink = cls(
+            tls=tls,
+            auth=auth,
+            rcpt_reply=rcpt_reply,
+            dsn=dsn,
+            drop_data=drop_data,
+            xoauth2=xoauth2,
+        )
         sink._run()
         return sink
 
@@ -246,7 +271,7 @@ class SmtpSink:
         if self.tls is not None:
             kwargs["tls_context"] = self.tls.server_context()
             kwargs["require_starttls"] = False
-        if self.auth is not None:
+        if self.auth is not None or self.xoauth2 is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_require_tls"] = False
         controller = _Controller(_Handler(self), dsn=self.dsn, **kwargs)
@@ -263,8 +288,7 @@ class SmtpSink:
         auth_data: Any,
     ) -> AuthResult:
         """Accept exactly the configured username/password."""
-        assert self.auth is not None
-        ok = (
+        ok = self.auth is not None and (
             isinstance(auth_data, LoginPassword)
             and (
                 auth_data.login.decode("utf-8", "replace"),
