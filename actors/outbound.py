@@ -8,6 +8,7 @@ between the server's 250 and the settle that records it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -18,16 +19,33 @@ from mailport.actors.breaker import Breaker
 from mailport.actors.events import EventSink
 from mailport.actors.settling import settle
 from mailport.actors.stats import Event
-from mailport.actors.transports import Result, SmtpPool, transport_for
+from mailport.actors.transports import Result, SmtpPool, Transport, transport_for
 from mailport.config.models import Settings, SmtpOutbound
 from mailport.store import QueuedMail, Store
 
 log = logging.getLogger(__name__)
 LEASE = 300.0
+BATCH = 128  # messages leased, or recorded, in one transaction
+GATHER = 0.02  # seconds the recorder waits for more results before it writes
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
 class OutboundConnection:
+    """One configured outbound connection, as a Ray actor around its OutboundLoop."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.loop = OutboundLoop(settings, name)
+
+    async def ensure_running(self) -> dict[str, Any]:
+        return self.loop.ensure_running()
+
+    async def wake(self) -> None:
+        self.loop.woken.set()
+
+
+class OutboundLoop:
+    """Lease due mail, deliver it, record every recipient's reply; again, until stopped."""
+
     def __init__(self, settings: Settings, name: str) -> None:
         self.settings = settings
         self.config = next(c for c in settings.outbound if c.name == name)
@@ -39,10 +57,13 @@ class OutboundConnection:
         self.breaker = Breaker()
         self.pool: SmtpPool | None = None
         self.lifetime = settings.outbound_lifetime
+        self.in_flight = 0
+        """Leased and not yet recorded."""
+        self.freed = asyncio.Event()
 
-    async def ensure_running(self) -> dict[str, Any]:
+    def ensure_running(self) -> dict[str, Any]:
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
+            self.task = asyncio.get_running_loop().create_task(self.run())
         pool = {"size": self.pool.size, "sessions": self.pool.sessions} if self.pool else None
         return {
             "connection": self.config.name,
@@ -51,10 +72,12 @@ class OutboundConnection:
             "pool": pool,
         }
 
-    async def wake(self) -> None:
-        self.woken.set()
+    async def run(self, until_idle: bool = False) -> None:
+        """Deliver until cancelled; with until_idle, until no mail is due (benchmarks).
 
-    async def _run(self) -> None:
+        Three parts run at once, like a worker pool: this loop leases mail into `todo`,
+        one worker a session delivers it, and the recorder writes what came of it in
+        batches, so neither the store nor the slowest message holds up the sessions."""
         store = await Store.open(self.settings.store.url)
         transport = transport_for(self.config)
         pool = self.pool = transport if isinstance(transport, SmtpPool) else None
@@ -63,31 +86,95 @@ class OutboundConnection:
         if released:
             # The one window for a duplicate: these may have had their 250 before the crash.
             log.warning("%s: re-driving %d messages left in sending", self.config.name, released)
+        todo: asyncio.Queue[QueuedMail] = asyncio.Queue()
+        done: asyncio.Queue[tuple[QueuedMail, Result] | None] = asyncio.Queue()
+        workers: list[asyncio.Task[None]] = []
+        recorder = asyncio.create_task(self._recorder(store, done))
+        self.in_flight = 0
         try:
             while True:
                 if pool is not None:
                     await self._follow_pool_size(store, pool)
+                sessions = pool.size if pool is not None else 8
+                while len(workers) < sessions:
+                    workers.append(asyncio.create_task(self._worker(todo, done, transport)))
                 if not self.breaker.allows():
                     self.state = "open"  # failing: the other connections take the mail
                     await asyncio.sleep(0.2)
                     continue
                 self.state = "running"
-                # Half-open: a single message tries the connection before a full batch.
-                width = (pool.size if pool else 8) * 4 if self.breaker.state == "closed" else 1
-                batch = await store.take_outbound(self.config.name, width, LEASE, domains)
-                if not batch:
-                    self.state = "idle"
-                    self.woken.clear()
-                    try:
-                        await asyncio.wait_for(self.woken.wait(), 0.5)
-                    except TimeoutError:
-                        pass
+                # Half-open: a single message tries the connection first. Otherwise keep a
+                # batch waiting for the sessions, and no more than four in hand.
+                closed = self.breaker.state == "closed"
+                room = min(BATCH, 4 * BATCH - self.in_flight) if closed else 1 - self.in_flight
+                if room <= 0 or (closed and todo.qsize() >= BATCH):
+                    await self._wait(self.freed, 0.5)
                     continue
-                results = await asyncio.gather(*(transport.deliver(m) for m in batch))
-                await self._record(store, batch, results)
-                await self._watch_connection(store, results)
+                batch = await store.take_outbound(self.config.name, room, LEASE, domains)
+                self.in_flight += len(batch)
+                for mail in batch:
+                    todo.put_nowait(mail)
+                if batch:
+                    continue
+                if self.in_flight:
+                    await self._wait(self.freed, 0.5)  # recorded mail may be due again
+                    continue
+                self.state = "idle"
+                if until_idle:
+                    return
+                await self._wait(self.woken, 0.5)
         finally:
+            for worker in workers:
+                worker.cancel()  # what they held stays leased, freed when we restart
+            await asyncio.gather(*workers, return_exceptions=True)
+            done.put_nowait(None)
+            await asyncio.shield(recorder)
             await transport.close()
+
+    async def _worker(
+        self,
+        todo: asyncio.Queue[QueuedMail],
+        done: asyncio.Queue[tuple[QueuedMail, Result] | None],
+        transport: Transport,
+    ) -> None:
+        while True:
+            mail = await todo.get()
+            done.put_nowait((mail, await transport.deliver(mail)))
+
+    async def _recorder(
+        self, store: Store, done: asyncio.Queue[tuple[QueuedMail, Result] | None]
+    ) -> None:
+        """Record results in batches: a batch closes when full, or GATHER seconds after its
+        first result, since each write to the store costs about as much as a hundred
+        messages' rows."""
+        finished = False
+        while not finished:
+            items: list[tuple[QueuedMail, Result]] = []
+            item = await done.get()
+            deadline = time.monotonic() + GATHER
+            while item is not None:
+                items.append(item)
+                left = deadline - time.monotonic()
+                if len(items) >= BATCH or left <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(done.get(), left)
+                except TimeoutError:
+                    break
+            finished = item is None
+            if not items:
+                continue
+            batch, results = [m for m, _ in items], [r for _, r in items]
+            await self._record(store, batch, results)
+            await self._watch_connection(store, results)
+            self.in_flight -= len(items)
+            self.freed.set()
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float) -> None:
+        event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
     async def _follow_pool_size(self, store: Store, pool: SmtpPool) -> None:
         size = await store.pool_size(self.config.name)

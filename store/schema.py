@@ -17,6 +17,8 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+NEVER = 1e18  # a next_attempt_at that never comes
+
 fences = Table(
     "fences",
     metadata,
@@ -73,12 +75,15 @@ outbound = Table(
     Column("state", String(16), nullable=False),  # queued | sending | sent | deferred | failed
     Column("connection", String(64)),
     Column("attempts", Integer, nullable=False, default=0),
+    # When the row next needs a connection: now when queued, the retry time when deferred,
+    # the lease's end when sending, and never (NEVER) when sent or failed; so due mail is
+    # one range of one index.
     Column("next_attempt_at", Float, nullable=False),
     Column("lease_until", Float),
     Column("last_error", Text),
     Column("queued_at", Float, nullable=False),
     Column("sent_at", Float),
-    Index("ix_outbound_state_next", "state", "next_attempt_at"),
+    Index("ix_outbound_next", "next_attempt_at"),
 )
 
 quarantine = Table(

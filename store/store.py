@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -27,6 +28,9 @@ from mailport.store.records import (
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer: two transactions of this process would meet in its busy
+        # handler, which sleeps in steps of up to 100 ms. Queue them here instead.
+        self._writing = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -43,7 +47,11 @@ class Store:
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
+        if self._writing is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._writing, self.engine.begin() as conn:
             yield conn
 
     # -- fencing -------------------------------------------------------------------------
@@ -158,9 +166,8 @@ class Store:
         the mail for any connection again. With sender_domains, only mail from those."""
         now = time.time()
         t = schema.outbound
-        due = (t.c.state.in_(("queued", "deferred")) & (t.c.next_attempt_at <= now)) | (
-            (t.c.state == "sending") & (t.c.lease_until < now)
-        )
+        # A sending row is due again once its lease has run out (its holder died).
+        due = (t.c.next_attempt_at <= now) & t.c.state.in_(("queued", "deferred", "sending"))
         domains = [d.lower() for d in sender_domains]
         if domains:
             due = due & or_(*(func.lower(t.c.sender).like(f"%@{d}") for d in domains))
@@ -179,6 +186,7 @@ class Store:
                     state="sending",
                     connection=connection,
                     lease_until=now + lease,
+                    next_attempt_at=now + lease,
                     attempts=t.c.attempts + 1,
                 )
             )
@@ -247,12 +255,20 @@ class Store:
                 await conn.execute(
                     update(t)
                     .where(t.c.id.in_(sent))
-                    .values(state="sent", sent_at=now, lease_until=None, last_error=None)
+                    .values(
+                        state="sent",
+                        sent_at=now,
+                        lease_until=None,
+                        last_error=None,
+                        next_attempt_at=schema.NEVER,
+                    )
                 )
             for s in settled:
                 if s.state == "sent" and s.note is None:
                     continue
-                values: dict[str, Any] = dict(state=s.state, lease_until=None, last_error=s.note)
+                values: dict[str, Any] = dict(
+                    state=s.state, lease_until=None, last_error=s.note, next_attempt_at=schema.NEVER
+                )
                 if s.state == "sent":
                     values["sent_at"] = now
                 if s.state == "deferred":
@@ -277,7 +293,12 @@ class Store:
     async def mark_sent(self, ids: Iterable[int], note: str | None = None) -> None:
         """Sent; a note keeps what went wrong on the way (recipients a server refused)."""
         await self._set_outbound(
-            ids, state="sent", sent_at=time.time(), lease_until=None, last_error=note
+            ids,
+            state="sent",
+            sent_at=time.time(),
+            lease_until=None,
+            last_error=note,
+            next_attempt_at=schema.NEVER,
         )
 
     async def mark_deferred(self, ids: Iterable[int], error: str, retry_in: float) -> None:
@@ -290,7 +311,9 @@ class Store:
         )
 
     async def mark_failed(self, ids: Iterable[int], error: str) -> None:
-        await self._set_outbound(ids, state="failed", last_error=error, lease_until=None)
+        await self._set_outbound(
+            ids, state="failed", last_error=error, lease_until=None, next_attempt_at=schema.NEVER
+        )
 
     async def _set_outbound(self, ids: Iterable[int], **values: Any) -> None:
         ids = list(ids)
