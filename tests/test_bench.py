@@ -13,7 +13,7 @@ CLI = [sys.executable, "-m", "mailport.cluster.cli", "bench"]
 
 def test_list_names_the_scenarios() -> None:
     result = subprocess.run([*CLI, "--list"], capture_output=True, text=True, check=True)
-    assert result.stdout.split("\t")[0] == "parse"
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["outbound", "parse"]
 
 
 def test_parse_scenario_ends_with_one_json_object() -> None:
@@ -32,3 +32,20 @@ def test_parse_scenario_ends_with_one_json_object() -> None:
     assert figures["details"]["messages"] == len(corpus_files(""))
     assert figures["mailport"] > 0 and figures["anchor"] > 0
     assert figures["ratio"] == round(figures["mailport"] / figures["anchor"], 3)
+
+
+def test_outbound_scenario_sends_through_the_queue_and_ends_with_json() -> None:
+    result = subprocess.run(
+        [*CLI, "outbound", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (figures["scenario"], figures["anchor_name"]) == ("outbound", "smtp-source -d")
+    assert figures["details"]["messages per run"] == 1000
+    assert figures["details"]["message size"] == 10240
+    assert figures["mailport"] == figures["details"]["mailport x8"] > 0
+    assert figures["anchor"] == figures["details"]["smtp-source x8"] > 0

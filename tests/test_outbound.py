@@ -128,6 +128,10 @@ async def test_a_dead_server_fails_over_and_raises_an_alarm(
     actors = [await _start(settings, "dead"), await _start(settings, "alive")]
     try:
         await _until(lambda: len(_ids(sink)) >= 300, 60, "300 messages through the live server")
+        deadline = time.monotonic() + 30
+        while len(await outbound_store.rows("outbound", state="sent")) < 300:
+            assert time.monotonic() < deadline, "the live connection never recorded them all"
+            await asyncio.sleep(0.1)
         alarms = await outbound_store.open_alarms()
         assert [a["key"] for a in alarms] == ["outbound:dead"]
         assert "taken out of rotation" in alarms[0]["text"]
