@@ -106,6 +106,7 @@ class SmtpSession:
         smtputf8: bool = False,
         rcpt_options: Sequence[str] = (),
         mail_options: Sequence[str] = (),
+        orcpt: bool = False,
     ) -> Sent:
         """One transaction. A refusal of MAIL FROM, of DATA or of the message is every
         recipient's reply; a refused RCPT is that recipient's alone."""
@@ -121,7 +122,12 @@ class SmtpSession:
             mail += " BODY=8BITMIME"
         mail += "".join(f" {o}" for o in mail_options)
         option = "".join(f" {o}" for o in rcpt_options)
-        commands = [mail] + [f"RCPT TO:<{r}>{option}" for r in recipients] + ["DATA"]
+        commands = [mail]
+        for r in recipients:
+            # ORCPT (RFC 3461 section 4.2) lets a DSN name the recipient as we wrote it.
+            original = f" ORCPT=rfc822;{xtext(r)}" if orcpt else ""
+            commands.append(f"RCPT TO:<{r}>{option}{original}")
+        commands.append("DATA")
         encoded = [c.encode("utf-8") + b"\r\n" for c in commands]
         async with asyncio.timeout(self.timeout + len(body) / 100_000):
             if "pipelining" in self.extensions:
@@ -231,6 +237,13 @@ def _dot_stuffed(data: bytes) -> bytes:
         data += b"\r\n"
     data = data.replace(b"\r\n.", b"\r\n..")
     return b"." + data if data.startswith(b".") else data
+
+
+def xtext(text: str) -> str:
+    """RFC 3461 section 4: printable ASCII but "+" and "=", the rest as +XX."""
+    return "".join(
+        f"+{b:02X}" if b < 33 or b > 126 or b in (43, 61) else chr(b) for b in text.encode()
+    )
 
 
 def _every(recipients: Sequence[str], reply: Reply) -> Sent:

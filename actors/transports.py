@@ -9,9 +9,9 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from mailport.actors.smtp_client import SmtpError, SmtpSession
+from mailport.actors.smtp_client import SmtpError, SmtpSession, xtext
 from mailport.actors.tls import client_context
 from mailport.config.handlers import resolve
 from mailport.config.models import MaildirOutbound, Security, SmtpOutbound
@@ -153,7 +153,13 @@ class SmtpPool:
                 )
                 return Result.every(recipients, 552, text)
             await self._rate.take()
-            sent = await session.send(mail.sender, recipients, mail.data, smtputf8=mail.smtputf8)
+            sent = await session.send(
+                mail.sender,
+                recipients,
+                mail.data,
+                smtputf8=mail.smtputf8,
+                **self._dsn(session, mail),
+            )
             replies = tuple(
                 Reply(r, reply.code, reply.text)
                 for r, reply in zip(recipients, sent.replies, strict=True)
@@ -178,6 +184,18 @@ class SmtpPool:
                 _close_quietly(session)
             else:
                 self._idle.put_nowait(session)
+
+    def _dsn(self, session: SmtpSession, mail: QueuedMail) -> dict[str, Any]:
+        """DSN parameters, where asked for and the server offers DSN (RFC 3461)."""
+        request = self.config.dsn
+        if request is None or "dsn" not in session.extensions:
+            return {}
+        notify = request.notify if isinstance(request.notify, str) else ",".join(request.notify)
+        return {
+            "mail_options": [f"RET={request.ret}", f"ENVID={xtext(envelope_id(mail.id))}"],
+            "rcpt_options": [f"NOTIFY={notify}"],
+            "orcpt": True,
+        }
 
     async def _connect(self) -> SmtpSession:
         cfg = self.config
@@ -220,6 +238,11 @@ class SmtpPool:
             session = self._idle.get_nowait()
             if session is not None:
                 await session.quit()
+
+
+def envelope_id(mail_id: int) -> str:
+    """The ENVID a DSN brings back, naming the queued message it reports on."""
+    return f"mailport.{mail_id}"
 
 
 def _close_quietly(session: SmtpSession | None) -> None:

@@ -84,6 +84,17 @@ class SmtpListenerInbound(_Model):
 Inbound = Annotated[ImapInbound | Pop3Inbound | SmtpListenerInbound, Field(discriminator="kind")]
 
 
+class DsnRequest(_Model):
+    """RFC 3461 delivery status notifications, asked for where the server offers DSN."""
+
+    notify: tuple[Literal["SUCCESS", "FAILURE", "DELAY"], ...] | Literal["NEVER"] = (
+        "FAILURE",
+        "DELAY",
+    )
+    ret: Literal["HDRS", "FULL"] = "HDRS"
+    """What a bounce carries back: the headers (the usual choice) or the whole message."""
+
+
 class SmtpOutbound(_Server):
     kind: Literal["smtp"]
     name: Name
@@ -100,6 +111,8 @@ class SmtpOutbound(_Server):
     100); a message for more is sent as several."""
     sender_domains: list[str] = Field(default_factory=list)
     """Sender domains this connection may carry; empty for any."""
+    dsn: DsnRequest | None = None
+    """Registered delivery: ask for DSNs (NOTIFY, RET, and ENVID naming the queued message)."""
     auth_mechanism: Literal["PLAIN", "LOGIN", "XOAUTH2"] | None = None
     """None: PLAIN where offered, else LOGIN."""
     token_provider: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")

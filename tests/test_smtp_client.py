@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailport.actors.transports import Result, SmtpPool
-from mailport.config.models import SmtpOutbound
+from mailport.config.models import DsnRequest, SmtpOutbound
 from mailport.config.secrets import SecretSource
 from mailport.store import QueuedMail
 from tests.apps import TOKEN
@@ -56,10 +56,10 @@ def _config(sink: SmtpSink, ca: Path | None, **fields: object) -> SmtpOutbound:
     return SmtpOutbound(**{**base, **fields})  # type: ignore[arg-type]
 
 
-async def _deliver(config: SmtpOutbound) -> Result:
+async def _deliver(config: SmtpOutbound, mail: QueuedMail = MAIL) -> Result:
     pool = SmtpPool(config)
     try:
-        return await pool.deliver(MAIL)
+        return await pool.deliver(mail)
     finally:
         await pool.close()
 
@@ -128,3 +128,29 @@ async def test_a_server_that_is_not_there(tmp_path: Path) -> None:
     result = await _deliver(config)
     assert result.connection_failed
     assert "ConnectionRefusedError" in result.replies[0].text
+
+
+@pytest.mark.parametrize("offered", [True, False])
+async def test_dsn_parameters_only_where_the_server_offers_dsn(offered: bool) -> None:
+    with SmtpSink.start(dsn=offered) as sink:
+        config = SmtpOutbound(
+            kind="smtp",
+            name="relay",
+            host="127.0.0.1",
+            port=sink.port,
+            security="none",
+            dsn=DsnRequest(notify=("SUCCESS", "FAILURE"), ret="HDRS"),
+        )
+        mail = QueuedMail(
+            42, "<d@x>", "app@mailport.test", ("ann+1@example.org",), b"x\r\n", False, 1, "a"
+        )
+        result = await _deliver(config, mail)
+        assert {r.code for r in result.replies} == {250}
+        [received] = sink.received()
+    if offered:
+        assert received.mail_options == ("SIZE=3", "RET=HDRS", "ENVID=mailport.42")
+        assert received.rcpt_options == (
+            ("NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;ann+2B1@example.org"),
+        )
+    else:
+        assert received.mail_options == ("SIZE=3",) and received.rcpt_options == ((),)
