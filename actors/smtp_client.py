@@ -231,7 +231,8 @@ class SmtpSession:
 def _dot_stuffed(data: bytes) -> bytes:
     """CRLF line ends throughout, a leading dot doubled (RFC 5321 section 4.5.2), and a
     final CRLF."""
-    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         data = _BARE_CR.sub(b"\r\n", _BARE_LF.sub(b"\r\n", data))  # rare: not CRLF already
     if not data.endswith(b"\r\n"):
         data += b"\r\n"

@@ -70,6 +70,8 @@ outbound = Table(
     Column("source_key", String(512)),  # the inbound message this answers, if any
     Column("sender", String(998), nullable=False),
     Column("recipients", Text, nullable=False),  # JSON list
+    # Empty for new rows: the bytes live in outbound_bodies, so that the state changes of
+    # a send rewrite a small row, not the message (SQLite rewrites a whole record).
     Column("data", LargeBinary, nullable=False),
     Column("smtputf8", Integer, nullable=False, default=0),
     Column("state", String(16), nullable=False),  # queued | sending | sent | deferred | failed
@@ -156,4 +158,12 @@ outbound_pending = Table(
     metadata,
     Column("outbound_id", Integer, primary_key=True),
     Column("recipients", Text, nullable=False),  # JSON list
+)
+
+# The bytes of each queued message, written once.
+outbound_bodies = Table(
+    "outbound_bodies",
+    metadata,
+    Column("message_id", String(998), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )

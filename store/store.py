@@ -154,10 +154,10 @@ class Store:
 
     async def enqueue(self, outgoing: Iterable[Outgoing]) -> None:
         now = time.time()
-        rows = [_outbound_row(o, None, now) for o in outgoing]
-        if rows:
+        outgoing = list(outgoing)
+        if outgoing:
             async with self._tx() as conn:
-                await conn.execute(insert(schema.outbound), rows)
+                await _queue(conn, outgoing, None, now)
 
     async def take_outbound(
         self, connection: str, limit: int, lease: float, sender_domains: Iterable[str] = ()
@@ -174,7 +174,16 @@ class Store:
         async with self._tx() as conn:
             rows = (
                 await conn.execute(
-                    select(t).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+                    select(t, schema.outbound_bodies.c.data.label("body"))
+                    .select_from(
+                        t.outerjoin(
+                            schema.outbound_bodies,
+                            schema.outbound_bodies.c.message_id == t.c.message_id,
+                        )
+                    )
+                    .where(due)
+                    .order_by(t.c.next_attempt_at, t.c.id)
+                    .limit(limit)
                 )
             ).all()
             if not rows:
@@ -203,7 +212,7 @@ class Store:
                 r.message_id,
                 r.sender,
                 tuple(json.loads(pending.get(r.id, r.recipients))),
-                r.data,
+                r.body if r.body is not None else r.data,  # rows queued before the split
                 bool(r.smtputf8),
                 r.attempts + 1,
                 r.application,
@@ -282,6 +291,19 @@ class Store:
                             recipients=json.dumps(s.pending, ensure_ascii=False),
                         )
                     )
+
+    async def outbound_data(self, message_id: str) -> bytes | None:
+        """The bytes of a queued message, as they were handed to the queue."""
+        b, t = schema.outbound_bodies, schema.outbound
+        async with self.engine.connect() as conn:
+            body = (
+                await conn.execute(select(b.c.data).where(b.c.message_id == message_id))
+            ).scalar()
+            if body is None:
+                body = (
+                    await conn.execute(select(t.c.data).where(t.c.message_id == message_id))
+                ).scalar()
+        return bytes(body) if body is not None else None
 
     async def attempts(self, mail_id: int) -> list[dict[str, Any]]:
         """A message's delivery history, oldest first."""
@@ -493,9 +515,7 @@ async def _record(conn: AsyncConnection, o: Finished, *, known: bool, now: float
         insert(schema.contacts).values(**_contact_row(o.contact), dedupe_key=o.key, created_at=now)
     )
     if o.outgoing:
-        await conn.execute(
-            insert(schema.outbound), [_outbound_row(m, o.key, now) for m in o.outgoing]
-        )
+        await _queue(conn, o.outgoing, o.key, now)
     if o.quarantine is not None:
         reason, raw = o.quarantine
         await conn.execute(
@@ -543,6 +563,19 @@ async def _with_earlier_failures(conn: AsyncConnection, s: Settled) -> Settled:
     return dataclasses.replace(s, note="; ".join(filter(None, [*earlier, s.note])))
 
 
+async def _queue(
+    conn: AsyncConnection, outgoing: Iterable[Outgoing], source_key: str | None, now: float
+) -> None:
+    outgoing = list(outgoing)
+    await conn.execute(
+        insert(schema.outbound), [_outbound_row(o, source_key, now) for o in outgoing]
+    )
+    await conn.execute(
+        insert(schema.outbound_bodies),
+        [dict(message_id=o.message_id, data=o.data) for o in outgoing],
+    )
+
+
 def _outbound_row(o: Outgoing, source_key: str | None, now: float) -> dict[str, Any]:
     return dict(
         message_id=o.message_id,
@@ -550,7 +583,7 @@ def _outbound_row(o: Outgoing, source_key: str | None, now: float) -> dict[str, 
         source_key=source_key,
         sender=o.sender,
         recipients=json.dumps(o.recipients, ensure_ascii=False),
-        data=o.data,
+        data=b"",
         smtputf8=int(o.smtputf8),
         state="queued",
         attempts=0,
