@@ -35,14 +35,7 @@ def address_field(name: str, addresses: list[Address]) -> str:
         comma = "," if i < len(addresses) - 1 else ""
         tokens += [" " + t for t in _mailbox_tokens(address)]
         tokens[-1] += comma
-    lines, line = [], f"{name}:"
-    for token in tokens:
-        if len(line) + len(token) > _LINE and line != f"{name}:":
-            lines.append(line)
-            line = ""
-        line += token
-    lines.append(line)
-    return "\r\n".join(lines) + "\r\n"
+    return _fill(f"{name}:", tokens)
 
 
 def envelope(address: str) -> str:
@@ -84,14 +77,21 @@ def encoded_words(text: str) -> list[str]:
 
 def _fold(line: str) -> str:
     """Fold before spaces, keeping every space where it was (unfolding just removes CRLF)."""
-    out, current = [], ""
-    for piece in re.split(r"(?= )", line):
-        if current and len(current) + len(piece) > _LINE and current.strip():
-            out.append(current)
-            current = ""
-        current += piece
-    out.append(current)
-    return "\r\n".join(out) + "\r\n"
+    first, *pieces = re.split(r"(?= )", line)
+    return _fill(first, pieces)
+
+
+def _fill(first: str, tokens: list[str]) -> str:
+    """Lines of at most _LINE characters where the tokens allow, each break before a token
+    (which starts with white space); never a line of white space alone."""
+    lines, line = [], first
+    for token in tokens:
+        if len(line) + len(token) > _LINE and line != first and line.strip():
+            lines.append(line)
+            line = ""
+        line += token
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
 
 
 def _local_part(local: str) -> str:
