@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import ray
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 LEASE = 300.0
 BATCH = 128  # messages leased, or recorded, in one transaction
 GATHER = 0.02  # seconds the recorder waits for more results before it writes
+MIN_HOLD = 4  # messages a session may hold however slow it is
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
@@ -60,6 +62,8 @@ class OutboundLoop:
         self.in_flight = 0
         """Leased and not yet recorded."""
         self.freed = asyncio.Event()
+        self._next_size_check = 0.0
+        self._recorded: deque[tuple[float, int]] = deque()
 
     def ensure_running(self) -> dict[str, Any]:
         if self.task is None or self.task.done():
@@ -102,12 +106,17 @@ class OutboundLoop:
                     self.state = "open"  # failing: the other connections take the mail
                     await asyncio.sleep(0.2)
                     continue
+                if self.breaker.state == "half-open" and not self.in_flight:
+                    await self._probe(store, transport)  # back without waiting for mail
+                    continue
                 self.state = "running"
-                # Half-open: a single message tries the connection first. Otherwise keep a
-                # batch waiting for the sessions, and no more than four in hand.
-                closed = self.breaker.state == "closed"
-                room = min(BATCH, 4 * BATCH - self.in_flight) if closed else 1 - self.in_flight
-                if room <= 0 or (closed and todo.qsize() >= BATCH):
+                # Keep mail waiting for every session, and no more in hand than about two
+                # seconds' work: what a slow connection holds, others cannot take.
+                rate = self._rate()
+                hold = BATCH if rate is None else int(min(4 * BATCH, 2 * rate))
+                hold = max(MIN_HOLD * sessions, hold)
+                room = min(BATCH, hold - self.in_flight)
+                if room <= 0 or todo.qsize() >= min(BATCH, hold // 2):
                     await self._wait(self.freed, 0.5)
                     continue
                 batch = await store.take_outbound(self.config.name, room, LEASE, domains)
@@ -167,8 +176,18 @@ class OutboundLoop:
             batch, results = [m for m, _ in items], [r for _, r in items]
             await self._record(store, batch, results)
             await self._watch_connection(store, results)
+            self._recorded.append((time.monotonic(), len(items)))
             self.in_flight -= len(items)
             self.freed.set()
+
+    def _rate(self) -> float | None:
+        """Messages recorded a second, over the last two seconds; None before any."""
+        now = time.monotonic()
+        while len(self._recorded) > 1 and self._recorded[0][0] < now - 2.0:
+            self._recorded.popleft()
+        if not self._recorded:
+            return None
+        return sum(n for _, n in self._recorded) / max(0.25, now - self._recorded[0][0])
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:
@@ -177,10 +196,23 @@ class OutboundLoop:
             await asyncio.wait_for(event.wait(), timeout)
 
     async def _follow_pool_size(self, store: Store, pool: SmtpPool) -> None:
-        size = await store.pool_size(self.config.name)
-        if size is not None and size != pool.size:
+        if time.monotonic() < self._next_size_check:
+            return
+        self._next_size_check = time.monotonic() + 1.0  # an operator's change shows within 1 s
+        size = await store.pool_size(self.config.name, pool.config.pool_size)
+        if size != pool.size:
             log.info("%s: pool size %d -> %d", self.config.name, pool.size, size)
             pool.resize(size)
+
+    async def _probe(self, store: Store, transport: Transport) -> None:
+        failure = await transport.probe()
+        if failure is None:
+            self.breaker.succeeded()
+            self.last_error = None
+            await store.clear_alarm(f"outbound:{self.config.name}")
+        else:
+            self.breaker.failed()
+            self.last_error = failure
 
     async def _watch_connection(self, store: Store, results: list[Result]) -> None:
         key = f"outbound:{self.config.name}"
@@ -190,8 +222,8 @@ class OutboundLoop:
                 await store.raise_alarm(
                     key,
                     f"{self.config.name}: taken out of rotation after {self.breaker.failures}"
-                    f" failures in a row ({failures[-1].replies[0].text}); other connections carry"
-                    " its mail, and it is retried on its own",
+                    f" failures in a row ({failures[-1].replies[0].text}); its mail goes through"
+                    " any other connection, or waits, and it is tried again on its own",
                 )
         elif self.breaker.succeeded():
             await store.clear_alarm(key)
@@ -204,6 +236,8 @@ class OutboundLoop:
         ]
         # The window for a duplicate: mail the server took, not yet recorded as sent.
         await store.settle(settled)
+        if all(done.state != "deferred" for done in settled):
+            self.last_error = None  # what went wrong before is over
         for mail, done in zip(batch, settled, strict=True):
             if done.state == "deferred":
                 self.last_error = done.note

@@ -36,6 +36,7 @@ class Event:
 IN = {"handled", "unanswerable"}
 OUT = {"sent"}
 FAILED = {"quarantined", "failed"}
+_TOTALS = {"in", "out", "failed"}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -52,7 +53,8 @@ class StatsAggregator:
             self.counts[(event.connection, "in")] += event.status in IN
             self.counts[(event.connection, "out")] += event.status in OUT
             self.counts[(event.connection, "failed")] += event.status in FAILED
-            self.counts[(event.connection, event.status)] += 1
+            if event.status not in _TOTALS:  # "failed" is a status and a total: count it once
+                self.counts[(event.connection, event.status)] += 1
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         table: dict[str, dict[str, int]] = {}

@@ -53,6 +53,10 @@ class Result:
 class Transport(Protocol):
     async def deliver(self, mail: QueuedMail) -> Result: ...
 
+    async def probe(self) -> str | None:
+        """Why the destination cannot take mail now, or None when it can."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -77,6 +81,9 @@ class MaildirTransport:
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, self.root / "new" / name)
+
+    async def probe(self) -> str | None:
+        return None if os.access(self.root / "new", os.W_OK) else f"{self.root} is not writable"
 
     async def close(self) -> None:
         pass
@@ -219,6 +226,15 @@ class SmtpPool:
             session.close()
             raise
         return session
+
+    async def probe(self) -> str | None:
+        """A session that connects, greets and logs in, then leaves."""
+        try:
+            session = await self._connect()
+        except (SmtpError, OSError, TimeoutError) as exc:
+            return str(exc) if isinstance(exc, SmtpError) else f"{type(exc).__name__}: {exc}"
+        await session.quit()
+        return None
 
     async def _secret(self) -> str:
         cfg = self.config

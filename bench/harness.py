@@ -69,7 +69,10 @@ def run(name: str, options: Options, as_json: bool, console: Console) -> Result:
         table.add_row(
             result.unit, f"{result.mailport:,.1f}", f"{result.anchor:,.1f}", f"{result.ratio:.2f}"
         )
-        for key, value in result.details.items():
-            table.add_row(key, str(value), "", "")
         console.print(table)
+        details = Table(title="measured in the same run", show_header=False)
+        for key, value in result.details.items():
+            shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
+            details.add_row(key, shown)
+        console.print(details)
     return result

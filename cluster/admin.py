@@ -25,7 +25,8 @@ async def resize_pool(settings: Settings, connection: str, size: int) -> tuple[i
         raise AdminError(f"a pool holds 1 to 256 sessions, not {size}")
     store = await Store.open(settings.store.url)
     try:
-        old = await store.set_pool_size(connection, size, who=f"cli:{getpass.getuser()}")
+        who = f"cli:{getpass.getuser()}"
+        old = await store.set_pool_size(connection, size, who=who, configured=config.pool_size)
     finally:
         await store.close()
-    return (config.pool_size if old is None else old), size
+    return old, size

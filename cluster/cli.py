@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resize(path: Path | None, connection: str, size: int) -> int:
     from mailport.cluster.admin import AdminError, resize_pool
-    from mailport.cluster.node import anchored
+    from mailport.cluster.node import anchored, read_status
 
     try:
         settings = anchored(_settings(path), Path.cwd())
+        running = read_status(settings) if path is None else None
+        if running is not None and "settings" in running:
+            settings = Settings.model_validate(running["settings"])  # the running node's
         old, new = asyncio.run(resize_pool(settings, connection, size))
     except (InvalidConfig, AdminError) as exc:
         err.print(f"mailport: {exc}", markup=False)
@@ -247,16 +250,19 @@ def _status(path: Path | None, as_json: bool) -> int:
         return _exit_code(status)
     states = {a["connection"]: a for a in status["actors"]}
     table = Table(title=f"mailport node (pid {status['pid']})")
-    for column in ("connection", "state", "in", "out", "failed", "last error"):
-        table.add_column(column, justify="right" if column in {"in", "out", "failed"} else "left")
+    numbers = {"in", "out", "failed", "pool"}
+    for column in ("connection", "state", "in", "out", "failed", "pool", "last error"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for name in sorted(set(status["counts"]) | set(states)):
         counts = status["counts"].get(name, {})
         state = states.get(name, {})
+        pool = state.get("pool") or {}
         table.add_row(
             name,
             state.get("state", "-"),
             *(str(counts.get(k, 0)) for k in ("in", "out", "failed")),
-            state.get("error") or "",
+            str(pool.get("size", "")),
+            Text(state.get("error") or ""),
         )
     console.print(table)
     for alarm in status.get("alarms", []):

@@ -126,13 +126,15 @@ audit = Table(
     Column("detail", Text, nullable=False),
 )
 
-# Pool sizes set while running; they override the configured size.
+# Pool sizes set while running. One overrides the configured size for as long as the
+# configuration says what it said when the override was made.
 pool_sizes = Table(
     "pool_sizes",
     metadata,
     Column("connection", String(128), primary_key=True),
     Column("size", Integer, nullable=False),
     Column("set_at", Float, nullable=False),
+    Column("configured", Integer, nullable=False),
 )
 
 # Every delivery attempt, one row a recipient: the server's code and words, and which

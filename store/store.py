@@ -272,6 +272,9 @@ class Store:
                         next_attempt_at=schema.NEVER,
                     )
                 )
+            final = [s.mail_id for s in settled if s.state != "deferred"]
+            if final:  # nobody is left to deliver to
+                await conn.execute(delete(pending).where(pending.c.outbound_id.in_(final)))
             for s in settled:
                 if s.state == "sent" and s.note is None:
                     continue
@@ -396,35 +399,44 @@ class Store:
 
     # -- operators' changes ---------------------------------------------------------------
 
-    async def set_pool_size(self, connection: str, size: int, who: str) -> int | None:
+    async def set_pool_size(self, connection: str, size: int, who: str, configured: int) -> int:
         """Record a new pool size for a connection, and who asked; returns the old one."""
         t = schema.pool_sizes
         now = time.time()
         async with self._tx() as conn:
-            old = (
-                await conn.execute(select(t.c.size).where(t.c.connection == connection))
-            ).scalar()
-            if old is None:
-                await conn.execute(insert(t).values(connection=connection, size=size, set_at=now))
-            else:
+            row = (
                 await conn.execute(
-                    update(t).where(t.c.connection == connection).values(size=size, set_at=now)
+                    select(t.c.size, t.c.configured).where(t.c.connection == connection)
                 )
-            detail = f"pool size {'configured' if old is None else old} -> {size}"
+            ).first()
+            old = row.size if row is not None and row.configured == configured else configured
+            await conn.execute(delete(t).where(t.c.connection == connection))
             await conn.execute(
-                insert(schema.audit).values(
-                    at=now, who=who, action="pool.resize", subject=connection, detail=detail
+                insert(t).values(
+                    connection=connection, size=size, set_at=now, configured=configured
                 )
             )
-        return int(old) if old is not None else None
+            await _audit(conn, who, "pool.resize", connection, f"pool size {old} -> {size}", now)
+        return int(old)
 
-    async def pool_size(self, connection: str) -> int | None:
+    async def pool_size(self, connection: str, configured: int) -> int:
+        """The size to run with: an operator's, unless the settings have changed since."""
         t = schema.pool_sizes
+        query = select(t.c.size, t.c.configured).where(t.c.connection == connection)
         async with self.engine.connect() as conn:
-            size = (
-                await conn.execute(select(t.c.size).where(t.c.connection == connection))
-            ).scalar()
-        return int(size) if size is not None else None
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return configured
+        if row.configured == configured:
+            return int(row.size)
+        async with self._tx() as conn:
+            await conn.execute(delete(t).where(t.c.connection == connection))
+            detail = (
+                f"pool size {row.size} -> {configured}: the settings changed from"
+                f" {row.configured} to {configured}, and the settings win"
+            )
+            await _audit(conn, "settings", "pool.reset", connection, detail, time.time())
+        return configured
 
     async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         t = schema.audit
@@ -561,6 +573,14 @@ async def _with_earlier_failures(conn: AsyncConnection, s: Settled) -> Settled:
     if not earlier:
         return s
     return dataclasses.replace(s, note="; ".join(filter(None, [*earlier, s.note])))
+
+
+async def _audit(
+    conn: AsyncConnection, who: str, action: str, subject: str, detail: str, at: float
+) -> None:
+    await conn.execute(
+        insert(schema.audit).values(at=at, who=who, action=action, subject=subject, detail=detail)
+    )
 
 
 async def _queue(

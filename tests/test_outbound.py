@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +71,13 @@ async def _until(check: object, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _poll(read: Callable[[], Awaitable[object]], want: object, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while (got := await read()) != want:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {got}"
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
     with SmtpSink.start() as server:
@@ -91,29 +98,37 @@ async def _start(settings: Settings, name: str) -> ray.actor.ActorHandle:
 
 
 async def test_resizing_the_pool_while_it_sends_loses_nothing(
-    ray_session: None, tmp_path: Path, sink: SmtpSink, outbound_store: MailStore
+    ray_session: None, tmp_path: Path, outbound_store: MailStore
 ) -> None:
-    settings = _settings(tmp_path, _smtp("pool", sink.port, pool_size=4))
-    await outbound_store.enqueue(_mail(5000, "resize"))
-    actor = await _start(settings, "pool")
-    try:
-        await _until(lambda: len(sink.received()) >= 1000, 120, "1,000 messages")
-        assert await resize_pool(settings, "pool", 1) == (4, 1)
-        await _until(lambda: len(sink.received()) >= 2500, 120, "2,500 messages")
-        assert (await actor.ensure_running.remote())["pool"] == {"size": 1, "sessions": 1}
-        assert await resize_pool(settings, "pool", 8) == (1, 8)
-        await _until(lambda: len(sink.received()) >= 3000, 120, "3,000 messages")
-        assert (await actor.ensure_running.remote())["pool"]["size"] == 8
-        await _until(lambda: len(sink.received()) >= 5000, 120, "5,000 messages")
-    finally:
-        ray.kill(actor)
+    def unhurried(_address: str) -> None:
+        time.sleep(0.0005)  # a server that takes its time, so the resizes land mid-batch
+
+    with SmtpSink.start(rcpt_reply=unhurried) as sink:
+        settings = _settings(tmp_path, _smtp("pool", sink.port, pool_size=4))
+        await outbound_store.enqueue(_mail(5000, "resize"))
+        actor = await _start(settings, "pool")
+
+        async def pool() -> dict[str, int]:
+            return dict((await actor.ensure_running.remote())["pool"])
+
+        try:
+            await _until(lambda: len(sink.received()) >= 1000, 120, "1,000 messages")
+            assert await resize_pool(settings, "pool", 1) == (4, 1)
+            await _poll(pool, {"size": 1, "sessions": 1}, "the pool to shrink to 1")
+            assert len(sink.received()) < 5000, "the batch ended before the shrink"
+            assert await resize_pool(settings, "pool", 8) == (1, 8)
+            await _poll(pool, {"size": 8, "sessions": 8}, "the pool to grow to 8")
+            assert len(sink.received()) < 5000, "the batch ended before the growth"
+            await _until(lambda: len(sink.received()) >= 5000, 120, "5,000 messages")
+        finally:
+            ray.kill(actor)
     ids = _ids(sink)
     duplicates = sum(n - 1 for n in ids.values())
     print(f"\nresize 4 -> 1 -> 8: {len(ids)} distinct of 5000 arrived, {duplicates} duplicates")
     assert len(ids) == 5000 and duplicates == 0
     log = await outbound_store.audit_log()
     assert [(e["action"], e["subject"], e["detail"]) for e in reversed(log)] == [
-        ("pool.resize", "pool", "pool size configured -> 1"),
+        ("pool.resize", "pool", "pool size 4 -> 1"),
         ("pool.resize", "pool", "pool size 1 -> 8"),
     ]
     assert all(e["who"].startswith("cli:") for e in log)
@@ -228,6 +243,9 @@ async def test_some_recipients_refused_or_deferred_are_kept_apart(
                 assert time.monotonic() < deadline, f"state stayed {row['state']}"
                 await asyncio.sleep(0.05)
                 [row] = await outbound_store.rows("outbound")
+            assert [r["outbound_id"] for r in await outbound_store.rows("outbound_pending")] == [
+                row["id"]
+            ]
             full.clear()
             await _until(lambda: len(sink.received()) >= 2, 60, "the deferred recipient")
             deadline = time.monotonic() + 30
@@ -252,6 +270,7 @@ async def test_some_recipients_refused_or_deferred_are_kept_apart(
         (2, "full@example.test", "sent", 250),
     ]
     assert row["last_error"] == "gone@example.test: 550 5.1.1 no such user"
+    assert await outbound_store.rows("outbound_pending") == []  # nobody is left
 
 
 async def test_a_connection_dropped_at_the_end_of_data_is_resent(
@@ -285,3 +304,28 @@ async def test_a_connection_dropped_at_the_end_of_data_is_resent(
 
 def _fields(mail: Outgoing) -> dict[str, object]:
     return {k: getattr(mail, k) for k in Outgoing.__dataclass_fields__}
+
+
+async def test_an_alarm_clears_when_the_server_is_back_with_no_mail_waiting(
+    ray_session: None, tmp_path: Path, sink: SmtpSink, outbound_store: MailStore
+) -> None:
+    port = free_port()
+    flappy, alive = _smtp("flappy", port, pool_size=1), _smtp("alive", sink.port, pool_size=1)
+    settings = _settings(tmp_path, flappy, alive)
+    await outbound_store.enqueue(_mail(30, "flap"))
+    actors = [await _start(settings, "flappy"), await _start(settings, "alive")]
+    try:
+        await _until(lambda: len(_ids(sink)) >= 30, 60, "the mail, through the live server")
+        deadline = time.monotonic() + 30
+        while [a["key"] for a in await outbound_store.open_alarms()] != ["outbound:flappy"]:
+            assert time.monotonic() < deadline, "no alarm for the dead server"
+            await asyncio.sleep(0.1)
+        with SmtpSink.start(port=port) as back:
+            deadline = time.monotonic() + 90  # the breaker's pause grows to 60 s at most
+            while await outbound_store.open_alarms():
+                assert time.monotonic() < deadline, "the alarm stayed open"
+                await asyncio.sleep(0.2)
+            assert back.received() == []  # cleared by a probe, not by mail
+    finally:
+        for actor in actors:
+            ray.kill(actor)

@@ -85,3 +85,22 @@ async def test_alarms_count_repeats_and_clear(store: Store) -> None:
     assert [a["key"] for a in await store.open_alarms()] == ["quarantine:a"]
     await store.raise_alarm("inbound:a", "a: refused")
     assert [a["count"] for a in await store.open_alarms() if a["key"] == "inbound:a"] == [1]
+
+
+async def test_an_operators_pool_size_holds_until_the_settings_change(store: Store) -> None:
+    assert await store.pool_size("relay", configured=4) == 4
+    assert await store.set_pool_size("relay", 2, who="cli:ops", configured=4) == 4
+    assert await store.pool_size("relay", configured=4) == 2  # a restart keeps it
+    assert await store.set_pool_size("relay", 6, who="cli:ops", configured=4) == 2
+    assert await store.pool_size("relay", configured=8) == 8  # the file was edited since
+    assert await store.pool_size("relay", configured=8) == 8
+    log = [(e["who"], e["action"], e["detail"]) for e in reversed(await store.audit_log())]
+    assert log == [
+        ("cli:ops", "pool.resize", "pool size 4 -> 2"),
+        ("cli:ops", "pool.resize", "pool size 2 -> 6"),
+        (
+            "settings",
+            "pool.reset",
+            "pool size 6 -> 8: the settings changed from 4 to 8, and the settings win",
+        ),
+    ]

@@ -177,8 +177,8 @@ class _Handler:
 class _Controller(Controller):
     """Controller binding port 0 (no race for a free port) and building :class:`_SinkSMTP`."""
 
-    def __init__(self, handler: _Handler, *, dsn: bool, **kwargs: Any) -> None:
-        super().__init__(handler, hostname="127.0.0.1", port=0, **kwargs)
+    def __init__(self, handler: _Handler, *, dsn: bool, port: int = 0, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=port, **kwargs)
         self._dsn = dsn
 
     def factory(self) -> SMTP:
@@ -190,7 +190,7 @@ class _Controller(Controller):
 
         async def create() -> asyncio.AbstractServer:
             server = await self.loop.create_server(
-                self._factory_invoker, host=self.hostname, port=0, ssl=self.ssl_context
+                self._factory_invoker, host=self.hostname, port=self.port, ssl=self.ssl_context
             )
             self.port = server.sockets[0].getsockname()[1]
             return server
@@ -212,6 +212,7 @@ class SmtpSink:
         dsn: bool = False,
         drop_data: Callable[[Envelope], bool] | None = None,
         xoauth2: tuple[str, str] | None = None,
+        port: int = 0,
     ) -> None:
         """Configure the sink; call :meth:`start` (or use :meth:`SmtpSink.start`) to run it.
 
@@ -225,6 +226,7 @@ class SmtpSink:
         drop_data: called with each message at the end of DATA; True drops the connection
             before any reply, so the client cannot know whether the message was taken.
         xoauth2: accept AUTH XOAUTH2 with exactly this (user, access token).
+        port: listen here (0: any free port).
         """
         self.tls = tls
         self.auth = auth
@@ -232,7 +234,7 @@ class SmtpSink:
         self.dsn = dsn
         self.drop_data = drop_data
         self.xoauth2 = xoauth2
-        self.port = 0
+        self.port = port
         self._messages: list[Received] = []
         self._cond = threading.Condition()
         self._controller: _Controller | None = None
@@ -247,6 +249,7 @@ class SmtpSink:
         dsn: bool = False,
         drop_data: Callable[[Envelope], bool] | None = None,
         xoauth2: tuple[str, str] | None = None,
+        port: int = 0,
     ) -> SmtpSink:
         """Create and start a sink (see ``__init__`` for the options)."""
         sink = cls(
@@ -256,6 +259,7 @@ class SmtpSink:
             dsn=dsn,
             drop_data=drop_data,
             xoauth2=xoauth2,
+            port=port,
         )
         sink._run()
         return sink
@@ -274,7 +278,7 @@ class SmtpSink:
         if self.auth is not None or self.xoauth2 is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_require_tls"] = False
-        controller = _Controller(_Handler(self), dsn=self.dsn, **kwargs)
+        controller = _Controller(_Handler(self), dsn=self.dsn, port=self.port, **kwargs)
         controller.start()
         self._controller = controller
         self.port = controller.port
