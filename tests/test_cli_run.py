@@ -26,9 +26,13 @@ BIN = Path(sys.executable).parent
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, Path]]:
     home = tmp_path_factory.mktemp("newcomer")
     port = free_port()
-    # The embedded defaults, with the listener moved off 2525 so a developer's node is safe.
+    # The embedded defaults, with the listener moved off 2525 so a developer's node is safe,
+    # and an SMTP relay that carries none of this mail (its sender domain never matches).
     (home / "mailport.yaml").write_text(
         f"inbound:\n  - {{kind: smtp-listener, name: mx, port: {port}}}\n"
+        "outbound:\n  - {kind: maildir, name: outbox}\n"
+        f"  - {{kind: smtp, name: relay, host: 127.0.0.1, port: {free_port()},"
+        " security: none, sender_domains: [nowhere.invalid]}\n"
     )
     log = home / "run.log"
     with open(log, "wb") as out:
@@ -119,3 +123,16 @@ def test_status_reports_the_counts(running: tuple[Path, int, Path]) -> None:
 
 def test_everything_listens_on_loopback_only(running: tuple[Path, int, Path]) -> None:
     assert listeners_off_loopback(("ray", "mailport", "gcs_server", "raylet")) == []
+
+
+def test_pool_resize_acts_on_the_running_node(running: tuple[Path, int, Path]) -> None:
+    home, _port, _log = running
+    result = subprocess.run(
+        [BIN / "mailport", "pool", "resize", "relay", "3"],  # no --config: the node's own
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "relay: pool size 2 -> 3")
