@@ -97,6 +97,8 @@ class OutboundLoop:
         self.in_flight = 0
         try:
             while True:
+                if recorder.done():
+                    recorder.result()  # the store failed: raise, and start again
                 if pool is not None:
                     await self._follow_pool_size(store, pool)
                 sessions = pool.size if pool is not None else 8
@@ -137,8 +139,12 @@ class OutboundLoop:
                 worker.cancel()  # what they held stays leased, freed when we restart
             await asyncio.gather(*workers, return_exceptions=True)
             done.put_nowait(None)
-            await asyncio.shield(recorder)
-            await transport.close()
+            try:
+                if not recorder.done():
+                    await asyncio.shield(recorder)  # what was delivered is recorded
+            finally:
+                await transport.close()
+                await store.close()
 
     async def _worker(
         self,
@@ -148,7 +154,12 @@ class OutboundLoop:
     ) -> None:
         while True:
             mail = await todo.get()
-            done.put_nowait((mail, await transport.deliver(mail)))
+            try:
+                result = await transport.deliver(mail)
+            except Exception as exc:  # a bug, not the server: keep the mail, say so
+                log.exception("%s: delivering %s failed", self.config.name, mail.message_id)
+                result = Result.every(mail.recipients, None, f"internal error: {exc!r}")
+            done.put_nowait((mail, result))
 
     async def _recorder(
         self, store: Store, done: asyncio.Queue[tuple[QueuedMail, Result] | None]
