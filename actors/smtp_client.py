@@ -26,6 +26,11 @@ class SmtpError(Exception):
         self.text = text
 
 
+class NothingSent(SmtpError):
+    """The session broke before the message's data went out: sending it again, on a new
+    session, cannot make a duplicate. (A server closes sessions that sat idle.)"""
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     code: int
@@ -130,21 +135,10 @@ class SmtpSession:
         commands.append("DATA")
         encoded = [c.encode("utf-8") + b"\r\n" for c in commands]
         async with asyncio.timeout(self.timeout + len(body) / 100_000):
-            if "pipelining" in self.extensions:
-                self._write(b"".join(encoded))
-                replies = [await self._read() for _ in commands]
-            else:
-                replies = []
-                for line in encoded:
-                    self._write(line)
-                    replies.append(await self._read())
-                    if line.startswith(b"MAIL") and not replies[-1].ok:
-                        break
-                    if line.startswith(b"DATA"):
-                        break
-                    last_rcpt = line.startswith(b"RCPT") and len(replies) == len(commands) - 1
-                    if last_rcpt and not any(r.ok for r in replies[1:]):
-                        break
+            try:
+                replies = await self._envelope(encoded, len(commands))
+            except (SmtpError, OSError) as exc:
+                raise NothingSent(None, str(exc) or type(exc).__name__) from exc
             mail_reply, rcpt_replies = replies[0], replies[1 : 1 + len(recipients)]
             if not mail_reply.ok:
                 await self._reset()
@@ -157,6 +151,24 @@ class SmtpSession:
             self._write(body + b".\r\n")
             final = await self._read()
         return Sent(tuple(r if not r.ok else final for r in rcpt_replies))
+
+    async def _envelope(self, encoded: list[bytes], count: int) -> list[Reply]:
+        """MAIL, RCPT and DATA, pipelined where the server allows; their replies."""
+        if "pipelining" in self.extensions:
+            self._write(b"".join(encoded))
+            return [await self._read() for _ in range(count)]
+        replies: list[Reply] = []
+        for line in encoded:
+            self._write(line)
+            replies.append(await self._read())
+            if line.startswith(b"MAIL") and not replies[-1].ok:
+                break
+            if line.startswith(b"DATA"):
+                break
+            last_rcpt = line.startswith(b"RCPT") and len(replies) == count - 1
+            if last_rcpt and not any(r.ok for r in replies[1:]):
+                break
+        return replies
 
     async def quit(self) -> None:
         if self.connected:

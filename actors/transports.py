@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mailport.actors.smtp_client import SmtpError, SmtpSession, xtext
+from mailport.actors.smtp_client import NothingSent, Sent, SmtpError, SmtpSession, xtext
 from mailport.actors.tls import client_context
 from mailport.config.handlers import resolve
 from mailport.config.models import MaildirOutbound, Security, SmtpOutbound
@@ -150,7 +150,8 @@ class SmtpPool:
     async def _transaction(self, mail: QueuedMail, recipients: tuple[str, ...]) -> Result:
         session = await self._idle.get()
         try:
-            if session is None or not session.connected:
+            fresh = session is None or not session.connected
+            if session is None or fresh:
                 session = await self._connect()
             limit = session.extensions.get("size", "")
             if limit.isdigit() and int(limit) and len(mail.data) > int(limit):
@@ -160,13 +161,16 @@ class SmtpPool:
                 )
                 return Result.every(recipients, 552, text)
             await self._rate.take()
-            sent = await session.send(
-                mail.sender,
-                recipients,
-                mail.data,
-                smtputf8=mail.smtputf8,
-                **self._dsn(session, mail),
-            )
+            try:
+                sent = await self._send(session, mail, recipients)
+            except NothingSent:
+                if fresh:
+                    raise
+                # A warm session the server had closed: once more, on a new one.
+                _close_quietly(session)
+                session = None
+                session = await self._connect()
+                sent = await self._send(session, mail, recipients)
             replies = tuple(
                 Reply(r, reply.code, reply.text)
                 for r, reply in zip(recipients, sent.replies, strict=True)
@@ -191,6 +195,12 @@ class SmtpPool:
                 _close_quietly(session)
             else:
                 self._idle.put_nowait(session)
+
+    async def _send(
+        self, session: SmtpSession, mail: QueuedMail, recipients: tuple[str, ...]
+    ) -> Sent:
+        dsn = self._dsn(session, mail)
+        return await session.send(mail.sender, recipients, mail.data, smtputf8=mail.smtputf8, **dsn)
 
     def _dsn(self, session: SmtpSession, mail: QueuedMail) -> dict[str, Any]:
         """DSN parameters, where asked for and the server offers DSN (RFC 3461)."""

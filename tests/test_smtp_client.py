@@ -154,3 +154,22 @@ async def test_dsn_parameters_only_where_the_server_offers_dsn(offered: bool) ->
         )
     else:
         assert received.mail_options == ("SIZE=3",) and received.rcpt_options == ((),)
+
+
+async def test_a_warm_session_the_server_closed_is_replaced_not_deferred() -> None:
+    first = SmtpSink.start()
+    port = first.port
+    config = SmtpOutbound(
+        kind="smtp", name="relay", host="127.0.0.1", port=port, security="none", pool_size=1
+    )
+    pool = SmtpPool(config)
+    try:
+        assert {r.code for r in (await pool.deliver(MAIL)).replies} == {250}
+        first.stop()  # the pooled session is now closed at the far end
+        with SmtpSink.start(port=port) as second:
+            result = await pool.deliver(MAIL)
+            assert {r.code for r in result.replies} == {250}
+            assert not result.connection_failed
+            assert len(second.received()) == 1
+    finally:
+        await pool.close()
