@@ -140,8 +140,13 @@ async def test_a_dead_server_fails_over_and_raises_an_alarm(
     dead = _smtp("dead", free_port(), pool_size=2)
     settings = _settings(tmp_path, dead, _smtp("alive", sink.port, pool_size=2))
     await outbound_store.enqueue(_mail(300, "failover"))
-    actors = [await _start(settings, "dead"), await _start(settings, "alive")]
+    actors = [await _start(settings, "dead")]  # first, so that it is the one taking the mail
     try:
+        deadline = time.monotonic() + 60
+        while not await outbound_store.open_alarms():
+            assert time.monotonic() < deadline, "no alarm for the dead server"
+            await asyncio.sleep(0.1)
+        actors.append(await _start(settings, "alive"))
         await _until(lambda: len(_ids(sink)) >= 300, 60, "300 messages through the live server")
         deadline = time.monotonic() + 30
         while len(await outbound_store.rows("outbound", state="sent")) < 300:
@@ -313,13 +318,14 @@ async def test_an_alarm_clears_when_the_server_is_back_with_no_mail_waiting(
     flappy, alive = _smtp("flappy", port, pool_size=1), _smtp("alive", sink.port, pool_size=1)
     settings = _settings(tmp_path, flappy, alive)
     await outbound_store.enqueue(_mail(30, "flap"))
-    actors = [await _start(settings, "flappy"), await _start(settings, "alive")]
+    actors = [await _start(settings, "flappy")]  # alone first, so that it fails for sure
     try:
-        await _until(lambda: len(_ids(sink)) >= 30, 60, "the mail, through the live server")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while [a["key"] for a in await outbound_store.open_alarms()] != ["outbound:flappy"]:
             assert time.monotonic() < deadline, "no alarm for the dead server"
             await asyncio.sleep(0.1)
+        actors.append(await _start(settings, "alive"))
+        await _until(lambda: len(_ids(sink)) >= 30, 60, "the mail, through the live server")
         with SmtpSink.start(port=port) as back:
             deadline = time.monotonic() + 90  # the breaker's pause grows to 60 s at most
             while await outbound_store.open_alarms():
