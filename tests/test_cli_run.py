@@ -127,12 +127,17 @@ def test_everything_listens_on_loopback_only(running: tuple[Path, int, Path]) ->
 
 def test_pool_resize_acts_on_the_running_node(running: tuple[Path, int, Path]) -> None:
     home, _port, _log = running
-    result = subprocess.run(
-        [BIN / "mailport", "pool", "resize", "relay", "3"],  # no --config: the node's own
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    deadline = time.monotonic() + 15  # the node publishes what it runs with every second
+    while True:
+        result = subprocess.run(
+            [BIN / "mailport", "pool", "resize", "relay", "3"],  # no --config: the node's
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert (result.returncode, result.stdout.strip()) == (0, "relay: pool size 2 -> 3")
