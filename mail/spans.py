@@ -21,7 +21,6 @@ _OTHER_LINE = re.compile(rb"^(?:[^\n]*[^A-Za-z0-9+/=\r\n][^\n]*|\r?|[^\n]{999,})
 class Spans:
     def __init__(self, raw: bytes) -> None:
         self._raw = memoryview(raw)
-        self._nonce = secrets.token_hex(8)
         self._spans: dict[str, tuple[int, int]] = {}
 
     def set_aside(self) -> bytes:
@@ -30,10 +29,11 @@ class Spans:
         assert isinstance(raw, bytes)
         if len(raw) < THRESHOLD:
             return raw
+        nonce = secrets.token_hex(8)  # a token no sender can have written
         pieces: list[bytes] = []
         position = 0
         for start, end in _runs(raw):
-            token = f"mailport-span-{self._nonce}-{len(self._spans)}"
+            token = f"mailport-span-{nonce}-{len(self._spans)}"
             self._spans[token] = (start, end)
             ending = b"\r\n" if raw[end - 2 : end] == b"\r\n" else b"\n"
             pieces += [raw[position:start], token.encode(), ending]
