@@ -315,39 +315,6 @@ class Store:
             rows = await conn.execute(select(a).where(a.c.outbound_id == mail_id).order_by(a.c.id))
             return [dict(r._mapping) for r in rows]
 
-    async def mark_sent(self, ids: Iterable[int], note: str | None = None) -> None:
-        """Sent; a note keeps what went wrong on the way (recipients a server refused)."""
-        await self._set_outbound(
-            ids,
-            state="sent",
-            sent_at=time.time(),
-            lease_until=None,
-            last_error=note,
-            next_attempt_at=schema.NEVER,
-        )
-
-    async def mark_deferred(self, ids: Iterable[int], error: str, retry_in: float) -> None:
-        await self._set_outbound(
-            ids,
-            state="deferred",
-            last_error=error,
-            next_attempt_at=time.time() + retry_in,
-            lease_until=None,
-        )
-
-    async def mark_failed(self, ids: Iterable[int], error: str) -> None:
-        await self._set_outbound(
-            ids, state="failed", last_error=error, lease_until=None, next_attempt_at=schema.NEVER
-        )
-
-    async def _set_outbound(self, ids: Iterable[int], **values: Any) -> None:
-        ids = list(ids)
-        if ids:
-            async with self._tx() as conn:
-                await conn.execute(
-                    update(schema.outbound).where(schema.outbound.c.id.in_(ids)).values(**values)
-                )
-
     # -- alarms --------------------------------------------------------------------------
 
     async def raise_alarm(self, key: str, text: str, severity: str = "critical") -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from mailport.store import Contact, Fate, Fenced, Finished, Outgoing, Store
+from mailport.store import (
+    Contact,
+    Fate,
+    Fenced,
+    Finished,
+    Outgoing,
+    RecipientAttempt,
+    Settled,
+    Store,
+)
 
 
 @pytest.fixture
@@ -67,9 +77,24 @@ async def test_outbound_lease_frees_mail_whose_holder_died(store: Store) -> None
     again = await store.take_outbound("b", 10, lease=60)
     assert [m.attempts for m in again] == [2, 2]
     assert await store.take_outbound("c", 10, lease=60) == []
-    await store.mark_sent([again[0].id])
-    await store.mark_deferred([again[1].id], "451 try later", retry_in=3600)
+    sent, later = again
+    await store.settle(
+        [
+            Settled(sent.id, 2, "b", "sent", (RecipientAttempt("a@x.example", "sent", 250, "ok"),)),
+            Settled(
+                later.id,
+                2,
+                "b",
+                "deferred",
+                (RecipientAttempt("a@x.example", "deferred", 451, "try later"),),
+                note="a@x.example: 451 try later",
+                retry_at=time.time() + 3600,
+                pending=("a@x.example",),
+            ),
+        ]
+    )
     assert await store.outbound_states() == {"sent": 1, "deferred": 1}
+    assert await store.take_outbound("c", 10, lease=60) == []  # not due for an hour
 
 
 async def test_alarms_count_repeats_and_clear(store: Store) -> None:
