@@ -73,9 +73,10 @@ def load_handler(spec: str) -> Handler:
 def unloadable(applications: Iterable[Application]) -> list[str]:
     """Why each application whose handler cannot be loaded cannot be, one line each."""
     return [
-        f"applications[{i}].handler: {app.name}: {problem}"
+        f"applications[{i}].{field}: {app.name}: {problem}"
         for i, app in enumerate(applications)
-        if (problem := unresolvable(app.handler)) is not None
+        for field, spec in (("handler", app.handler), ("receipt_handler", app.receipt_handler))
+        if spec is not None and (problem := unresolvable(spec)) is not None
     ]
 
 

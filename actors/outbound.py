@@ -64,6 +64,8 @@ class OutboundLoop:
         self.freed = asyncio.Event()
         self._next_size_check = 0.0
         self._recorded: deque[tuple[float, int]] = deque()
+        config = self.config
+        self._remote = f"{config.host}:{config.port}" if isinstance(config, SmtpOutbound) else name
 
     def ensure_running(self) -> dict[str, Any]:
         if self.task is None or self.task.done():
@@ -242,7 +244,7 @@ class OutboundLoop:
     async def _record(self, store: Store, batch: list[QueuedMail], results: list[Result]) -> None:
         now = time.time()
         settled = [
-            settle(mail, result, self.config.name, self.lifetime, now)
+            settle(mail, result, self.config.name, self.lifetime, now, self._remote)
             for mail, result in zip(batch, results, strict=True)
         ]
         # The window for a duplicate: mail the server took, not yet recorded as sent.

@@ -17,6 +17,7 @@ import ray
 
 from mailport.actors.application import ApplicationContext, Handler, load_handler, run_handler
 from mailport.actors.events import EventSink
+from mailport.actors.receipt_handoff import ReceiptHandOff
 from mailport.actors.stats import Event
 from mailport.config.models import Settings
 from mailport.config.routing import route
@@ -46,16 +47,28 @@ class RouterShard:
         self.lock = asyncio.Lock()
         self.events = EventSink()
         self.outbound: dict[str, Any] = {}
+        self.receipts: asyncio.Task[None] | None = None
+        self.opening = asyncio.Lock()
 
     async def ping(self) -> int:
         return self.index
 
+    async def ensure_running(self) -> None:
+        """Keep handing receipts to the applications that sent the mail they answer."""
+        if self.receipts is None or self.receipts.done():
+            store = await self._store()
+            self.receipts = asyncio.create_task(ReceiptHandOff(self.settings).run(store))
+
+    async def _store(self) -> Store:
+        async with self.opening:  # process() and ensure_running() may both ask first
+            if self.store is None:
+                self.store = await Store.open(self.settings.store.url)
+        return self.store
+
     async def process(self, items: list[InboundItem]) -> dict[str, Fate | None]:
         """The fate of each item; None where it was not finished and must be retried."""
         async with self.lock:
-            if self.store is None:
-                self.store = await Store.open(self.settings.store.url)
-            return await self._process(self.store, items)
+            return await self._process(await self._store(), items)
 
     async def _process(self, store: Store, items: list[InboundItem]) -> dict[str, Fate | None]:
         # A redelivery (the inbound side crashed after handing a message over) must not run

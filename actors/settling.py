@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import random
 
-from mailport.actors.transports import Reply, Result
+from mailport.actors.transports import Reply, Result, envelope_id
+from mailport.mail.receipts import (
+    Receipt,
+    RecipientStatus,
+    is_hard,
+    reason_for,
+    status_from_reply,
+    status_in,
+)
 from mailport.store import QueuedMail, RecipientAttempt, Settled
 
 
@@ -18,14 +26,22 @@ def outcome(reply: Reply) -> str:
 
 
 def settle(
-    mail: QueuedMail, result: Result, connection: str, lifetime: float, now: float
+    mail: QueuedMail,
+    result: Result,
+    connection: str,
+    lifetime: float,
+    now: float,
+    remote: str = "",
 ) -> Settled:
+    """What came of one attempt; `remote` names the server, for the failure receipt."""
     expired = now - mail.queued_at > lifetime
     attempts = []
+    gave_up: set[str] = set()
     for reply in result.replies:
         state, text = outcome(reply), reply.text
         if state == "deferred" and expired:
             state, text = "failed", f"gave up after {mail.attempts} attempts: {text}"
+            gave_up.add(reply.recipient)
         attempts.append(RecipientAttempt(reply.recipient, state, reply.code, text))
     deferred = [a for a in attempts if a.outcome == "deferred"]
     failed = [a for a in attempts if a.outcome == "failed"]
@@ -45,6 +61,42 @@ def settle(
         note=note,
         retry_at=now + retry_in(mail.attempts, result.connection_failed) if deferred else None,
         pending=tuple(a.recipient for a in deferred),
+        receipt=failure_receipt(mail, failed, gave_up, remote) if failed else None,
+        message_id=mail.message_id,
+        application=mail.application,
+    )
+
+
+def failure_receipt(
+    mail: QueuedMail, failed: list[RecipientAttempt], gave_up: set[str], remote: str
+) -> Receipt:
+    """The recipients refused for good, as a receipt for the sending application: the
+    same shape as a DSN that came back by mail, so one handler reads both."""
+    recipients = []
+    for a in failed:
+        status = status_in(a.text) or status_from_reply(a.code)
+        if a.recipient in gave_up:
+            # The last server's status says most; with none, "delivery time expired".
+            reason, status = "expired", status or "4.4.7"
+        else:
+            reason = reason_for(status, a.code, a.text)
+        recipients.append(
+            RecipientStatus(
+                recipient=a.recipient,
+                action="failed",
+                status=status,
+                reply_code=a.code,
+                reason=reason,
+                hard_bounce=is_hard(reason, status),
+                diagnostic=a.text,
+                remote_mta=remote,
+            )
+        )
+    return Receipt(
+        kind="dsn",
+        original_message_id=mail.message_id,
+        envelope_id=envelope_id(mail.id),
+        recipients=tuple(recipients),
     )
 
 

@@ -188,7 +188,7 @@ class Node:
 
     async def supervise(self) -> list[dict[str, Any]]:
         """Start any loop that is not running (Ray restarts crashed actors, not their loops)."""
-        actors = [*self.outbound.values(), *self.inbound.values()]
+        actors = [*self.outbound.values(), *self.inbound.values(), *self.shards]
         answers = await asyncio.gather(
             *(_bounded(a.ensure_running.remote()) for a in actors), return_exceptions=True
         )

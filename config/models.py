@@ -144,6 +144,9 @@ class Application(_Model):
     """`module:function`, called with an ApplicationContext."""
     address: str = "mailport@localhost"
     """The From address of what the application sends."""
+    receipt_handler: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    """`module:function`, called with a ReceiptContext for each receipt (a refusal, a
+    DSN, an MDN, an auto-reply) that answers a message this application sent."""
 
 
 class Rule(_Model):

@@ -1,4 +1,5 @@
-"""Persistence: dedupe keys and fencing epochs, the outbound queue, contacts, quarantine."""
+"""Persistence: dedupe keys and fencing epochs, the outbound queue, receipts, contacts,
+quarantine."""
 
 from mailport.store.records import (
     Contact,
@@ -9,6 +10,7 @@ from mailport.store.records import (
     QueuedMail,
     RecipientAttempt,
     Settled,
+    StoredReceipt,
 )
 from mailport.store.store import Store
 
@@ -22,4 +24,5 @@ __all__ = [
     "RecipientAttempt",
     "Settled",
     "Store",
+    "StoredReceipt",
 ]

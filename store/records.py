@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mailport.mail.receipts import Receipt
+
 
 class Fate(StrEnum):
     """What became of an inbound message, as the store and the server see it."""
@@ -97,6 +99,25 @@ class Settled:
     retry_at: float | None = None
     pending: tuple[str, ...] = ()
     """For deferred mail: the recipients still to deliver to."""
+    receipt: Receipt | None = None
+    """For recipients that failed on this attempt: the failure, for the application."""
+    message_id: str | None = None
+    application: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    """A receipt as the store keeps it, with the message it answers."""
+
+    id: int
+    source: str
+    outbound_id: int | None
+    message_id: str | None
+    application: str | None
+    receipt: Receipt
+    received_at: float
+    state: str
+    error: str | None = None
 
 
 class Fenced(Exception):

@@ -169,3 +169,27 @@ outbound_bodies = Table(
     Column("message_id", String(998), primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
+
+# What came back for mail we sent: a refusal by the server we handed it to, a DSN, an MDN,
+# an auto-reply. Each is handed once to the receipt handler of the application that sent
+# the message; one that matches nothing we sent is kept as orphaned.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_key", String(512), nullable=False, unique=True),
+    Column("source", String(8), nullable=False),  # smtp (our session's reply) | mail
+    Column("kind", String(16), nullable=False),  # dsn | mdn | autoreply
+    Column("outbound_id", Integer),
+    Column("message_id", String(998)),  # of the message it answers
+    Column("application", String(64)),
+    Column("data", Text, nullable=False),  # JSON of the Receipt
+    Column("received_at", Float, nullable=False),
+    # pending | handled | no handler | failed (the handler raised) | orphaned
+    Column("state", String(16), nullable=False),
+    Column("lease_until", Float),
+    Column("handled_at", Float),
+    Column("error", Text),
+    Index("ix_receipts_state", "state"),
+    Index("ix_receipts_outbound", "outbound_id"),
+)

@@ -1,4 +1,4 @@
-"""The store: dedupe and fencing, the outbound queue, contacts and quarantine."""
+"""The store: dedupe and fencing, the outbound queue, receipts, contacts and quarantine."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import delete, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.store import schema
+from mailport.store.receipts import ReceiptsBook, receipt_row, record_receipts
 from mailport.store.records import (
     Contact,
     Fate,
@@ -25,7 +26,7 @@ from mailport.store.records import (
 )
 
 
-class Store:
+class Store(ReceiptsBook):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # SQLite has one writer: two transactions of this process would meet in its busy
@@ -272,6 +273,7 @@ class Store:
                         next_attempt_at=schema.NEVER,
                     )
                 )
+            await record_receipts(conn, [_failure_receipt(s, now) for s in settled if s.receipt])
             final = [s.mail_id for s in settled if s.state != "deferred"]
             if final:  # nobody is left to deliver to
                 await conn.execute(delete(pending).where(pending.c.outbound_id.in_(final)))
@@ -540,6 +542,20 @@ async def _with_earlier_failures(conn: AsyncConnection, s: Settled) -> Settled:
     if not earlier:
         return s
     return dataclasses.replace(s, note="; ".join(filter(None, [*earlier, s.note])))
+
+
+def _failure_receipt(s: Settled, now: float) -> dict[str, Any]:
+    assert s.receipt is not None
+    return receipt_row(
+        s.receipt,
+        source="smtp",
+        source_key=f"smtp:{s.mail_id}:{s.attempt}",
+        outbound_id=s.mail_id,
+        message_id=s.message_id,
+        application=s.application,
+        state="pending",
+        now=now,
+    )
 
 
 async def _audit(

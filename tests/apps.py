@@ -8,6 +8,7 @@ import os
 
 from mailport.actors.acknowledge import acknowledge
 from mailport.actors.application import ApplicationContext
+from mailport.actors.receipt_handoff import ReceiptContext
 
 LEDGER = "MAILPORT_TEST_LEDGER"
 
@@ -24,6 +25,29 @@ def record(ctx: ApplicationContext) -> None:
     with open(os.environ[LEDGER], "a", encoding="utf-8") as ledger:
         ledger.write(line + "\n")
     acknowledge(ctx)
+
+
+def keep_receipt(ctx: ReceiptContext) -> None:
+    """A receipt handler: the ledger gets one line a receipt, as the application saw it."""
+    line = json.dumps(
+        {
+            "receipt": ctx.receipt.as_dict(),
+            "application": ctx.application,
+            "message_id": ctx.message_id,
+            "source": ctx.source,
+        }
+    )
+    with open(receipt_ledger(os.environ[LEDGER]), "a", encoding="utf-8") as ledger:
+        ledger.write(line + "\n")
+
+
+def refuse_receipt(ctx: ReceiptContext) -> None:
+    raise ValueError(f"cannot file the receipt for {ctx.message_id}")
+
+
+def receipt_ledger(ledger: str) -> str:
+    """Where keep_receipt writes, beside the ledger of application calls."""
+    return ledger + ".receipts"
 
 
 def explode(ctx: ApplicationContext) -> None:

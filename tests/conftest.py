@@ -89,7 +89,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory, smtp_sink: SmtpSink) -> S
             ),
         ),
         applications=(
-            Application(name="recorder", handler="tests.apps:record", address=SUPPORT),
+            Application(
+                name="recorder",
+                handler="tests.apps:record",
+                address=SUPPORT,
+                receipt_handler="tests.apps:keep_receipt",
+            ),
             Application(name="explode", handler="tests.apps:explode", address=SUPPORT),
         ),
         routing=Routing(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from mailport.cluster.node import Node
 from mailport.config.models import SmtpListenerInbound
 from mailport.config.secrets import SecretSource
 from mailport.store import Store
+from tests.apps import read_ledger, receipt_ledger
 from tests.flow import imap, msgid, wait_until
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp_sink import SmtpSink
@@ -159,8 +161,8 @@ async def test_mx_mode_spools_then_answers(node: Node, smtp_sink: SmtpSink, stor
     assert msgid("<mx-1@example.org>") == "<mx-1@example.org>"
 
 
-async def test_a_recipient_the_server_refuses_is_recorded_on_the_sent_message(
-    node: Node, dovecot: Dovecot, smtp_sink: SmtpSink, store: Store
+async def test_a_recipient_the_server_refuses_is_recorded_and_handed_to_the_application(
+    node: Node, dovecot: Dovecot, smtp_sink: SmtpSink, store: Store, ledger: Path
 ) -> None:
     user = dovecot.new_user("partial")
     dovecot.append(
@@ -193,6 +195,34 @@ async def test_a_recipient_the_server_refuses_is_recorded_on_the_sent_message(
     ]
     [delivered] = [m for m in smtp_sink.received() if b"<partial@example.org>" in m.data]
     assert delivered.rcpt_tos == ("ann@example.org",)
+
+    # The refusal reaches the sending application's receipt handler, once.
+    def handed() -> list[dict[str, Any]]:
+        return [
+            c
+            for c in read_ledger(receipt_ledger(str(ledger)))
+            if c.get("message_id") == row["message_id"]
+        ]
+
+    await wait_until(lambda: bool(handed()), 10, "the receipt handler to run")
+    [call] = handed()
+    assert (call["application"], call["source"]) == ("recorder", "smtp")
+    assert call["receipt"]["kind"] == "dsn"
+    assert call["receipt"]["original_message_id"] == row["message_id"]
+    assert call["receipt"]["recipients"] == [
+        {
+            "recipient": "refused@example.org",
+            "action": "failed",
+            "status": "5.1.1",
+            "reply_code": 550,
+            "reason": "userunknown",
+            "hard_bounce": True,
+            "diagnostic": "5.1.1 no such user",
+            "remote_mta": f"{smtp_sink.host}:{smtp_sink.port}",
+        }
+    ]
+    [stored] = await store.receipts(outbound_id=row["id"])
+    assert stored.state == "handled"
 
 
 async def _data(store: Store, row: dict[str, Any]) -> bytes:

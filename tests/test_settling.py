@@ -48,3 +48,42 @@ def test_a_connection_fault_is_retried_within_half_a_minute() -> None:
     assert done.note == (
         "a@example.test: ConnectionRefusedError; b@example.test: ConnectionRefusedError"
     )
+
+
+def test_a_refused_recipient_becomes_a_failure_receipt_for_the_application() -> None:
+    result = Result(
+        (
+            Reply("a@example.test", 250, "2.0.0 ok"),
+            Reply("b@example.test", 552, "5.2.2 <b@example.test>: mailbox full"),
+        )
+    )
+    done = settle(_mail(), result, "relay", lifetime=DAY, now=1001.0, remote="mx.example:25")
+    assert done.receipt is not None
+    assert (done.receipt.kind, done.receipt.original_message_id) == ("dsn", "<m@x>")
+    assert done.receipt.envelope_id == "mailport.7"
+    [refused] = done.receipt.recipients
+    assert (refused.recipient, refused.action, refused.status) == (
+        "b@example.test",
+        "failed",
+        "5.2.2",
+    )
+    assert (refused.reply_code, refused.reason, refused.hard_bounce) == (552, "mailboxfull", False)
+    assert refused.remote_mta == "mx.example:25"
+
+
+def test_a_deferral_gives_no_receipt_and_giving_up_gives_expired() -> None:
+    result = Result.every(("a@example.test", "b@example.test"), 451, "4.3.0 busy")
+    assert settle(_mail(), result, "relay", lifetime=DAY, now=1001.0).receipt is None
+    done = settle(_mail(attempts=9), result, "relay", lifetime=DAY, now=1000.0 + DAY + 1)
+    assert done.receipt is not None
+    assert [(r.status, r.reason) for r in done.receipt.recipients] == [("4.3.0", "expired")] * 2
+
+
+def test_a_reply_without_an_enhanced_code_keeps_its_class() -> None:
+    result = Result.every(
+        ("a@example.test",), 550, "Requested action not taken: mailbox unavailable"
+    )
+    done = settle(_mail(), result, "relay", lifetime=DAY, now=1001.0)
+    assert done.receipt is not None
+    [r] = done.receipt.recipients
+    assert (r.status, r.reply_code, r.reason, r.hard_bounce) == ("5.0.0", 550, "userunknown", True)

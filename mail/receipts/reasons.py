@@ -1,0 +1,575 @@
+"""Why a recipient bounced, in words an operator understands: one of REASONS.
+
+The server's text decides first, since the same code means many things (5.7.1 is a spam
+block at one provider and a relay refusal at the next); the enhanced status code (RFC 3463)
+decides when no phrase is known; the reply code's class is the last resort."""
+
+from __future__ import annotations
+
+import re
+
+REASONS = (
+    "userunknown",
+    "mailboxfull",
+    "hostunknown",
+    "filtered",
+    "rejected",
+    "blocked",
+    "spamdetected",
+    "virusdetected",
+    "policyviolation",
+    "securityerror",
+    "authfailure",
+    "expired",
+    "networkerror",
+    "systemerror",
+    "systemfull",
+    "mesgtoobig",
+    "exceedlimit",
+    "toomanyconn",
+    "speeding",
+    "suspend",
+    "hasmoved",
+    "notaccept",
+    "norelaying",
+    "syntaxerror",
+    "contenterror",
+    "mailererror",
+    "onhold",
+    "requireptr",
+    "notcompliantrfc",
+    "failedstarttls",
+    "badreputation",
+    "delivered",
+    "undefined",
+)
+
+_HARD = {"userunknown", "hostunknown", "hasmoved"}
+
+# Enhanced status codes whose meaning is one reason wherever they come from.
+_BY_STATUS = {
+    "1.1": "userunknown",
+    "1.2": "hostunknown",
+    "1.3": "userunknown",
+    "1.4": "userunknown",
+    "1.6": "hasmoved",
+    "1.7": "rejected",
+    "1.8": "rejected",
+    "1.10": "notaccept",
+    "2.1": "suspend",
+    "2.2": "mailboxfull",
+    "2.3": "exceedlimit",
+    "2.4": "systemerror",
+    "3.1": "systemfull",
+    "3.2": "notaccept",
+    "3.3": "systemerror",
+    "3.4": "mesgtoobig",
+    "3.5": "systemerror",
+    "4.1": "networkerror",
+    "4.2": "networkerror",
+    "4.3": "systemerror",
+    "4.4": "hostunknown",
+    "4.5": "systemfull",
+    "4.6": "networkerror",
+    "4.7": "expired",
+    "5.3": "exceedlimit",
+    "5.4": "syntaxerror",
+    "5.5": "syntaxerror",
+    "6.0": "contenterror",
+    "6.1": "contenterror",
+    "6.2": "contenterror",
+    "6.3": "contenterror",
+    "6.4": "contenterror",
+    "6.5": "contenterror",
+    "7.2": "policyviolation",
+    "7.3": "securityerror",
+    "7.4": "securityerror",
+    "7.5": "securityerror",
+    "7.6": "securityerror",
+    "7.7": "securityerror",
+    "7.8": "securityerror",
+    "7.9": "securityerror",
+    "7.10": "failedstarttls",
+    "7.11": "failedstarttls",
+    "7.12": "securityerror",
+    "7.13": "suspend",
+    "7.14": "securityerror",
+    "7.15": "securityerror",
+    "7.16": "securityerror",
+    "7.17": "hasmoved",
+    "7.18": "hasmoved",
+    "7.19": "hasmoved",
+    "7.20": "authfailure",
+    "7.21": "authfailure",
+    "7.22": "authfailure",
+    "7.23": "authfailure",
+    "7.24": "authfailure",
+    "7.25": "requireptr",
+    "7.26": "authfailure",
+    "7.27": "notaccept",
+    "7.28": "spamdetected",
+    "7.29": "authfailure",
+    "7.30": "securityerror",
+}
+
+# Phrases, in the order they are tried: the more specific a reason, the earlier it comes.
+# Each list was written from the wording MTAs and providers use in their refusals.
+_PHRASES: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "virusdetected",
+        (
+            r"virus",
+            r"malware",
+            r"infected",
+            r"banned attachment",
+            r"message contains an? (?:unsafe|dangerous)",
+        ),
+    ),
+    (
+        "requireptr",
+        (
+            r"reverse dns",
+            r"\bptr\b",
+            r"rdns",
+            r"no (?:reverse|ptr) (?:dns|record|lookup)",
+            r"cannot find your hostname",
+            r"client host name (?:is )?(?:unknown|not found)",
+            r"reverse (?:lookup|hostname)",
+            r"not resolve to your ip",
+            r"does not have reverse",
+            r"hostname .* does not resolve",
+            r"unresolvable (?:sender|client) host",
+            r"ip name lookup failed",
+        ),
+    ),
+    (
+        "authfailure",
+        (
+            r"\bspf\b",
+            r"\bdkim\b",
+            r"\bdmarc\b",
+            r"sender policy framework",
+            r"not (?:an )?authorized (?:to send|sender|mail server)",
+            r"domain authentication",
+        ),
+    ),
+    (
+        "failedstarttls",
+        (
+            r"starttls",
+            r"must issue a starttls",
+            r"tls (?:is )?required",
+            r"encryption required",
+            r"requires? (?:a )?secure connection",
+        ),
+    ),
+    (
+        "badreputation",
+        (
+            r"ip reputation",
+            r"bad reputation",
+            r"poor reputation",
+            r"low reputation",
+            r"reputation (?:of|is)",
+        ),
+    ),
+    (
+        "speeding",
+        (
+            r"rate limit(?:ed|ing)?",
+            r"too many (?:messages|emails|mails) (?:from|sent|in)",
+            r"sending (?:rate|limit)",
+            r"exceeded (?:the )?(?:rate|sending)",
+            r"try(?:ing)? to send too (?:much|fast)",
+            r"throttl",
+            r"unusual rate",
+        ),
+    ),
+    (
+        "toomanyconn",
+        (
+            r"too many (?:concurrent |simultaneous )?(?:connections|sessions)",
+            r"connection (?:limit|rate limit)",
+            r"too many hosts",
+            r"maximum (?:number of )?connections",
+        ),
+    ),
+    (
+        "spamdetected",
+        (
+            r"\bspam\b",
+            r"\bspamhaus\b.*content",
+            r"junk mail",
+            r"bulk mail",
+            r"unsolicited",
+            r"message (?:content )?(?:was )?(?:rejected|blocked|refused) as spam",
+            r"classified as (?:spam|bulk)",
+            r"scored? (?:too )?high",
+            r"content (?:filter|rejected)",
+            r"looks like spam",
+            r"suspicious",
+            r"phish",
+        ),
+    ),
+    (
+        "mesgtoobig",
+        (
+            r"message (?:is )?too (?:big|large|long)",
+            r"(?:message|mail) size exceeds",
+            r"size (?:limit )?exceeded",
+            r"exceeds (?:the )?(?:maximum |message )?size",
+            r"message (?:length|size) (?:exceeds|is over)",
+            r"too big for",
+            r"message file too big",
+            r"over the server's size limit",
+        ),
+    ),
+    (
+        "exceedlimit",
+        (
+            r"message (?:header )?(?:length )?exceeds (?:the )?(?:local )?limit",
+            r"exceeds? (?:the )?(?:administrative|local) limit",
+            r"too many recipients",
+            r"line too long",
+            r"header (?:too long|size exceeds)",
+        ),
+    ),
+    (
+        "mailboxfull",
+        (
+            r"mailbox (?:is )?full",
+            r"mail ?box (?:size )?(?:is )?(?:over ?quota|full)",
+            r"over ?quota",
+            r"quota (?:exceeded|full|violation)",
+            r"exceed(?:s|ed)? (?:the |his |her |their )?(?:mailbox |storage |disk )?quota",
+            r"insufficient (?:disk )?space",
+            r"(?:mailbox|inbox) (?:has )?(?:exceeded|reached)",
+            r"not enough (?:storage|space)",
+            r"out of (?:storage|space)",
+            r"user(?:'s)? (?:mailbox|disk) (?:is )?(?:full|quota)",
+            r"storage (?:limit|quota|full)",
+            r"mailfolder is full",
+            r"maildir over quota",
+            r"would exceed",
+            r"full mailbox",
+            r"too many messages in (?:this|the) mailbox",
+        ),
+    ),
+    (
+        "suspend",
+        (
+            r"(?:account|mailbox|user) (?:is |has been )?"
+            r"(?:disabled|suspended|inactive|deactivated|frozen|locked|expired|blocked)",
+            r"(?:disabled|suspended|inactive|deactivated|expired) (?:account|mailbox|user)",
+            r"not (?:an )?active",
+            r"temporarily (?:disabled|unavailable) mailbox",
+            r"recipient (?:is )?(?:suspended|disabled)",
+            r"mailbox (?:is )?(?:currently )?inactive",
+            r"account has been (?:closed|terminated)",
+        ),
+    ),
+    (
+        "hasmoved",
+        (
+            r"has (?:been )?moved",
+            r"no longer (?:with|at|valid|in use|available)",
+            r"address (?:has )?changed",
+            r"user has moved",
+        ),
+    ),
+    (
+        "userunknown",
+        (
+            r"user (?:is )?unknown",
+            r"unknown (?:user|recipient|local[- ]part|mailbox|address|account)",
+            r"no (?:such|this) (?:user|mailbox|recipient|account|address|person)",
+            r"(?:user|recipient|mailbox|address|account) (?:does not|doesn't|does n't) exist",
+            r"(?:user|recipient|mailbox|address|account) (?:\S+ )?"
+            r"(?:not|isn't) (?:found|known|listed|valid|exist)",
+            r"(?:invalid|bad|unrouteable|unroutable) (?:user|recipient|mailbox|address)",
+            r"recipient (?:address )?rejected",
+            r"(?:not|isn't) a (?:valid|known) (?:user|mailbox|recipient)",
+            r"unknown or illegal alias",
+            r"mailbox unavailable",
+            r"mailbox not found",
+            r"address (?:unknown|rejected|not found|invalid)",
+            r"no mailbox (?:here|by that name)",
+            r"undeliverable address",
+            r"unrouteable address",
+            r"does not exist",
+            r"addressee unknown",
+            r"(?:user|mailbox) not (?:local|found)",
+            r"couldn't find any host named",
+            r"not listed in",
+            r"no valid recipients",
+            r"recipient not found",
+            r"delivery to the following recipients? failed",
+            r"dd this user doesn't have",
+            r"sorry, no mailbox here",
+            r"mailbox (?:name )?(?:is )?(?:invalid|unknown)",
+            r"user not found",
+        ),
+    ),
+    (
+        "hostunknown",
+        (
+            r"host (?:or domain name )?(?:not found|unknown)",
+            r"unknown (?:host|domain)",
+            r"domain (?:not found|does not exist|unknown|name not found|lookup failed)",
+            r"no (?:such|mx) (?:host|domain|record)",
+            r"name or service not known",
+            r"host not found",
+            r"unrouteable (?:mail )?domain",
+            r"(?:nxdomain|servfail)",
+            r"name server",
+            r"dns (?:error|lookup)",
+            r"no mail exchanger",
+            r"domain (?:is )?(?:invalid|not (?:valid|exist))",
+            r"null mx",
+        ),
+    ),
+    (
+        "norelaying",
+        (
+            r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))",
+            r"not permitted to relay",
+            r"unable to relay",
+            r"we do not relay",
+            r"no relaying",
+            r"relay not permitted",
+            r"not (?:a )?(?:local|gateway) (?:domain|host)",
+            r"cannot relay",
+        ),
+    ),
+    (
+        "blocked",
+        (
+            r"blacklist",
+            r"block ?list",
+            r"\bdnsbl\b",
+            r"\brbl\b",
+            r"listed (?:at|in|on|by)",
+            r"(?:ip|host|address|client|connection) (?:\S+ )?(?:is |has been )?"
+            r"(?:blocked|refused|rejected|banned|denied|listed)",
+            r"blocked (?:using|by|because|ip)",
+            r"access denied",
+            r"spamhaus",
+            r"spamcop",
+            r"sorbs",
+            r"barracuda",
+            r"dynamic (?:ip|address)",
+            r"residential",
+            r"not allowed to (?:send|connect)",
+            r"service unavailable.*client host",
+            r"connection refused",
+            r"poor reputation",
+            r"banned",
+        ),
+    ),
+    (
+        "policyviolation",
+        (
+            r"policy",
+            r"prohibited",
+            r"not allowed",
+            r"against our terms",
+            r"violat",
+            r"attachment (?:type )?(?:not allowed|blocked|rejected)",
+        ),
+    ),
+    (
+        "filtered",
+        (
+            r"filtered",
+            r"filter",
+            r"refused by (?:the )?recipient",
+            r"(?:recipient|user) (?:has )?(?:rejected|refused|blocked) (?:your|this|the)",
+            r"does not accept mail from",
+            r"not accept(?:ing)? (?:mail|messages|email) from",
+            r"sender (?:is )?(?:not allowed|blocked)",
+            r"delivery not authorized",
+            r"sender address rejected.*(?:access|denied)",
+        ),
+    ),
+    (
+        "rejected",
+        (
+            r"sender (?:address )?(?:rejected|refused|denied|domain)",
+            r"(?:domain|address) of sender",
+            r"sender verify failed",
+            r"mail from.*(?:rejected|refused)",
+            r"return path",
+            r"envelope (?:sender|from)",
+            r"sender (?:is )?(?:invalid|unknown)",
+            r"rejected",
+            r"refused",
+            r"not accepted",
+        ),
+    ),
+    (
+        "notaccept",
+        (
+            r"does not accept (?:e?-?mail|messages)",
+            r"no longer accepts? mail",
+            r"not accepting (?:any )?(?:mail|messages)",
+            r"null mx",
+        ),
+    ),
+    (
+        "expired",
+        (
+            r"expired",
+            r"timeout",
+            r"timed out",
+            r"time out",
+            r"retry time",
+            r"too long in queue",
+            r"could not be delivered (?:for|within|in)",
+            r"delivery time",
+            r"gave up",
+            r"giving up",
+            r"has not been delivered",
+            r"message (?:has been )?delayed",
+            r"undeliverable for",
+            r"retry timeout",
+        ),
+    ),
+    (
+        "networkerror",
+        (
+            r"network",
+            r"connection (?:refused|reset|timed out|lost|dropped|closed)",
+            r"lost connection",
+            r"mail loop",
+            r"loop detected",
+            r"too many hops",
+            r"hop count",
+            r"routing loop",
+            r"unable to connect",
+            r"could not connect",
+            r"no route to host",
+        ),
+    ),
+    (
+        "systemfull",
+        (
+            r"system (?:is )?full",
+            r"disk full",
+            r"insufficient system storage",
+            r"out of disk",
+            r"no space left",
+        ),
+    ),
+    (
+        "syntaxerror",
+        (
+            r"syntax error",
+            r"command (?:unrecognized|not (?:recognized|implemented))",
+            r"bad sequence of commands",
+            r"unrecognized command",
+            r"parameter (?:not|unrecognized)",
+        ),
+    ),
+    (
+        "contenterror",
+        (
+            r"content",
+            r"header (?:error|syntax|invalid)",
+            r"malformed",
+            r"invalid (?:mime|header|character)",
+            r"8-?bit",
+        ),
+    ),
+    (
+        "notcompliantrfc",
+        (
+            r"rfc ?(?:2822|5322|822|5321)",
+            r"not (?:rfc|standards?)[- ]compliant",
+            r"duplicate header",
+            r"multiple (?:from|date|subject|to|message-id) headers?",
+        ),
+    ),
+    (
+        "mailererror",
+        (
+            r"mailer error",
+            r"command (?:failed|died|output)",
+            r"exit (?:code|status)",
+            r"procmail",
+            r"pipe to",
+            r"\|\s*/",
+        ),
+    ),
+    (
+        "systemerror",
+        (
+            r"system error",
+            r"internal (?:server )?error",
+            r"server error",
+            r"temporary (?:local )?(?:problem|failure|error)",
+            r"local error",
+            r"i/o error",
+            r"configuration error",
+            r"misconfigur",
+            r"unable to (?:deliver|process)",
+            r"service not available",
+            r"resources",
+        ),
+    ),
+    (
+        "securityerror",
+        (
+            r"authentication (?:required|failed|credentials)",
+            r"auth(?:entication)? required",
+            r"security",
+            r"certificate",
+            r"encrypt",
+        ),
+    ),
+]
+
+_COMPILED = [(reason, re.compile("|".join(words), re.IGNORECASE)) for reason, words in _PHRASES]
+# Codes too general to decide by: the phrase rules or the class decide instead.
+_VAGUE = {"0.0", "1.0", "2.0", "3.0", "4.0", "5.0", "7.0", "7.1", "1.5"}
+
+
+def reason_for(status: str, reply_code: int | None, diagnostic: str, action: str = "failed") -> str:
+    """The reason for one recipient's report."""
+    if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
+        return "delivered"
+    text = " ".join(diagnostic.split())
+    specific = _detail(status)
+    if specific in _BY_STATUS and specific not in _VAGUE:
+        by_status = _BY_STATUS[specific]
+        # A mailbox-full or unknown-user code is rarely wrong; others defer to the words.
+        if by_status in ("userunknown", "mailboxfull", "hostunknown", "mesgtoobig", "expired"):
+            return by_status
+        return by_phrase(text) or by_status
+    found = by_phrase(text)
+    if found:
+        return found
+    if action == "delayed":
+        return "expired"
+    if specific in ("7.1", "7.0"):
+        return "rejected"
+    return "onhold" if not status and reply_code is None else "undefined"
+
+
+def by_phrase(text: str) -> str | None:
+    for reason, pattern in _COMPILED:
+        if pattern.search(text):
+            return reason
+    return None
+
+
+def is_hard(reason: str, status: str) -> bool:
+    """A hard bounce: sending again to this address will fail the same way."""
+    if reason == "notaccept":
+        return status.startswith("5")
+    return reason in _HARD
+
+
+def _detail(status: str) -> str:
+    """`5.1.1` → `1.1`: the subject and detail, which carry the meaning."""
+    parts = status.split(".")
+    return ".".join(parts[1:3]) if len(parts) == 3 else ""
