@@ -3,12 +3,14 @@
 `classify(raw)` says which of dsn | mdn | autoreply | feedback | normal a message is and, for
 reports, what it says of each recipient. Pure: no I/O."""
 
+from mailport.mail.receipts.classify import classify
 from mailport.mail.receipts.codes import reply_code_in, status_from_reply, status_in
 from mailport.mail.receipts.model import Receipt, RecipientStatus
 from mailport.mail.receipts.reasons import REASONS, is_hard, reason_for
 
 __all__ = [
     "REASONS",
+    "classify",
     "Receipt",
     "RecipientStatus",
     "is_hard",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-_REPLY = re.compile(r"(?<![\d.])([245]\d\d)(?:[ -]|$)(?!\.)")
+_REPLY = re.compile(r"(?<![\d.])([45][0-5]\d)(?:[ :-]|$)(?!\.)")
 
 
 def status_in(text: str) -> str:
@@ -15,7 +15,7 @@ def status_in(text: str) -> str:
 
 
 def reply_code_in(text: str) -> int | None:
-    """The first SMTP reply code in the text, or None."""
+    """The first SMTP reply code of a refusal (4xx or 5xx) in the text, or None."""
     for match in _REPLY.finditer(text):
         return int(match.group(1))
     return None

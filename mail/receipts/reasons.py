@@ -140,6 +140,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"hostname .* does not resolve",
             r"unresolvable (?:sender|client) host",
             r"ip name lookup failed",
+            r"mismatches client ip",
         ),
     ),
     (
@@ -174,6 +175,15 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
+        "toomanyconn",
+        (
+            r"too many (?:concurrent |simultaneous )?(?:connections|sessions)",
+            r"connection (?:limit|rate limit)",
+            r"too many hosts",
+            r"maximum (?:number of )?connections",
+        ),
+    ),
+    (
         "speeding",
         (
             r"rate limit(?:ed|ing)?",
@@ -183,15 +193,6 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"try(?:ing)? to send too (?:much|fast)",
             r"throttl",
             r"unusual rate",
-        ),
-    ),
-    (
-        "toomanyconn",
-        (
-            r"too many (?:concurrent |simultaneous )?(?:connections|sessions)",
-            r"connection (?:limit|rate limit)",
-            r"too many hosts",
-            r"maximum (?:number of )?connections",
         ),
     ),
     (
@@ -209,6 +210,8 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"looks like spam",
             r"suspicious",
             r"phish",
+            r"blacklisted url",
+            r"url (?:is )?(?:black|block)listed",
         ),
     ),
     (
@@ -222,6 +225,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"too big for",
             r"message file too big",
             r"over the server's size limit",
+            r"line limit exceeded",
         ),
     ),
     (
@@ -253,6 +257,8 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"would exceed",
             r"full mailbox",
             r"too many messages in (?:this|the) mailbox",
+            r"mailbox exceeds allowed size",
+            r"exceeds allowed size",
         ),
     ),
     (
@@ -278,36 +284,15 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "userunknown",
+        "notaccept",
         (
-            r"user (?:is )?unknown",
-            r"unknown (?:user|recipient|local[- ]part|mailbox|address|account)",
-            r"no (?:such|this) (?:user|mailbox|recipient|account|address|person)",
-            r"(?:user|recipient|mailbox|address|account) (?:does not|doesn't|does n't) exist",
-            r"(?:user|recipient|mailbox|address|account) (?:\S+ )?"
-            r"(?:not|isn't) (?:found|known|listed|valid|exist)",
-            r"(?:invalid|bad|unrouteable|unroutable) (?:user|recipient|mailbox|address)",
-            r"recipient (?:address )?rejected",
-            r"(?:not|isn't) a (?:valid|known) (?:user|mailbox|recipient)",
-            r"unknown or illegal alias",
-            r"mailbox unavailable",
-            r"mailbox not found",
-            r"address (?:unknown|rejected|not found|invalid)",
-            r"no mailbox (?:here|by that name)",
-            r"undeliverable address",
-            r"unrouteable address",
-            r"does not exist",
-            r"addressee unknown",
-            r"(?:user|mailbox) not (?:local|found)",
-            r"couldn't find any host named",
-            r"not listed in",
-            r"no valid recipients",
-            r"recipient not found",
-            r"delivery to the following recipients? failed",
-            r"dd this user doesn't have",
-            r"sorry, no mailbox here",
-            r"mailbox (?:name )?(?:is )?(?:invalid|unknown)",
-            r"user not found",
+            r"does not accept (?:e?-?mail|messages)",
+            r"no longer accepts? mail",
+            r"not accepting (?:any )?(?:mail|messages)",
+            r"null mx",
+            r"indicated no smtp service",
+            r"couldn't find a mail exchanger",
+            r"no mx record",
         ),
     ),
     (
@@ -321,11 +306,55 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"host not found",
             r"unrouteable (?:mail )?domain",
             r"(?:nxdomain|servfail)",
-            r"name server",
-            r"dns (?:error|lookup)",
             r"no mail exchanger",
             r"domain (?:is )?(?:invalid|not (?:valid|exist))",
             r"null mx",
+            r"domain (?:is )?not reachable",
+            r"unrouteable address",
+            r"unroutable address",
+            r"host \S+ not found",
+        ),
+    ),
+    (
+        "networkerror",
+        (
+            r"name service error",
+            r"name server",
+            r"host name lookup failure",
+            r"dns (?:error|lookup|failure)",
+        ),
+    ),
+    (
+        "userunknown",
+        (
+            r"user (?:is )?unknown",
+            r"unknown (?:user|recipient|local[- ]part|mailbox|address|account)",
+            r"no (?:such|this) (?:user|mailbox|recipient|account|address|person)",
+            r"(?:user|recipient|mailbox|address|account) (?:does not|doesn't|does n't) exist",
+            r"(?:user|recipient|mailbox|address|account) (?:\S+ )?"
+            r"(?:not|isn't) (?:found|known|listed|valid|exist)",
+            r"recipient (?:address )?rejected",
+            r"(?:not|isn't) a (?:valid|known) (?:user|mailbox|recipient)",
+            r"unknown or illegal alias",
+            r"mailbox unavailable",
+            r"mailbox not found",
+            r"address (?:unknown|rejected|not found|invalid)",
+            r"no mailbox (?:here|by that name)",
+            r"undeliverable address",
+            r"addressee unknown",
+            r"(?:user|mailbox) not (?:local|found)",
+            r"couldn't find any host named",
+            r"not listed in",
+            r"no valid recipients",
+            r"recipient not found",
+            r"delivery to the following recipients? failed",
+            r"dd this user doesn't have",
+            r"sorry, no mailbox here",
+            r"mailbox (?:name )?(?:is )?(?:invalid|unknown)",
+            r"user not found",
+            r"(?:invalid|bad) (?:user|recipient|mailbox|address)",
+            r"invalid final delivery userid",
+            r"doesn't have an? \S+ account",
         ),
     ),
     (
@@ -339,6 +368,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"relay not permitted",
             r"not (?:a )?(?:local|gateway) (?:domain|host)",
             r"cannot relay",
+            r"insecure mail relay",
         ),
     ),
     (
@@ -352,7 +382,6 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"(?:ip|host|address|client|connection) (?:\S+ )?(?:is |has been )?"
             r"(?:blocked|refused|rejected|banned|denied|listed)",
             r"blocked (?:using|by|because|ip)",
-            r"access denied",
             r"spamhaus",
             r"spamcop",
             r"sorbs",
@@ -364,7 +393,94 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"connection refused",
             r"poor reputation",
             r"banned",
+            r"messages from \d+\.\d+\.\d+\.\d+",
+            r"smtp server of your isp",
+            r"my name was rejected",
         ),
+    ),
+    (
+        "rejected",
+        (
+            r"domain of sender",
+            r"sender address (?:rejected|refused|does not exist|unroutable)",
+            r"unroutable sender",
+            r"sender was rejected",
+            r"access denied",
+            r"addresses rejected",
+            r"after mail from",
+        ),
+    ),
+    (
+        "expired",
+        (
+            r"expired",
+            r"timeout",
+            r"timed out",
+            r"time out",
+            r"retry time",
+            r"too long in queue",
+            r"could not be delivered (?:for|within|in)",
+            r"delivery time",
+            r"gave up",
+            r"giving up",
+            r"has not been delivered",
+            r"message (?:has been )?delayed",
+            r"undeliverable for",
+            r"retry timeout",
+            r"delivery failed \d+ attempts",
+            r"not delivered within",
+            r"aborted after",
+        ),
+    ),
+    (
+        "systemfull",
+        (
+            r"system (?:is )?full",
+            r"disk full",
+            r"insufficient system storage",
+            r"out of disk",
+            r"no space left",
+        ),
+    ),
+    (
+        "syntaxerror",
+        (
+            r"syntax error",
+            r"command (?:unrecognized|not (?:recognized|implemented))",
+            r"bad sequence of commands",
+            r"unrecognized command",
+            r"parameter (?:not|unrecognized)",
+        ),
+    ),
+    (
+        "notcompliantrfc",
+        (
+            r"rfc ?(?:2822|5322|822|5321)",
+            r"not (?:rfc|standards?)[- ]compliant",
+            r"duplicate header",
+            r"multiple (?:from|date|subject|to|message-id) headers?",
+            r"multiple (?:\S+ )?addresses in from",
+        ),
+    ),
+    (
+        "mailererror",
+        (
+            r"mailer error",
+            r"command (?:failed|died|output)",
+            r"exit (?:code|status)",
+            r"procmail",
+            r"pipe to",
+            r"\|\s*/",
+        ),
+    ),
+]
+
+# Words that only hint (a "rejected" or a "policy" says less than a 5.2.2): tried after
+# the status code.
+_HINTS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "expired",
+        (r"queue too long",),
     ),
     (
         "policyviolation",
@@ -404,34 +520,11 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"rejected",
             r"refused",
             r"not accepted",
-        ),
-    ),
-    (
-        "notaccept",
-        (
-            r"does not accept (?:e?-?mail|messages)",
-            r"no longer accepts? mail",
-            r"not accepting (?:any )?(?:mail|messages)",
-            r"null mx",
-        ),
-    ),
-    (
-        "expired",
-        (
-            r"expired",
-            r"timeout",
-            r"timed out",
-            r"time out",
-            r"retry time",
-            r"too long in queue",
-            r"could not be delivered (?:for|within|in)",
-            r"delivery time",
-            r"gave up",
-            r"giving up",
-            r"has not been delivered",
-            r"message (?:has been )?delayed",
-            r"undeliverable for",
-            r"retry timeout",
+            r"permission to post",
+            r"berechtigung",
+            r"opr\u00e1vn\u011bn\u00ed",
+            r"\u6a29\u9650",
+            r"\u063a\u064a\u0631 \u0645\u0635\u0631\u062d",
         ),
     ),
     (
@@ -451,53 +544,13 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "systemfull",
-        (
-            r"system (?:is )?full",
-            r"disk full",
-            r"insufficient system storage",
-            r"out of disk",
-            r"no space left",
-        ),
-    ),
-    (
-        "syntaxerror",
-        (
-            r"syntax error",
-            r"command (?:unrecognized|not (?:recognized|implemented))",
-            r"bad sequence of commands",
-            r"unrecognized command",
-            r"parameter (?:not|unrecognized)",
-        ),
-    ),
-    (
         "contenterror",
         (
-            r"content",
             r"header (?:error|syntax|invalid)",
             r"malformed",
             r"invalid (?:mime|header|character)",
             r"8-?bit",
-        ),
-    ),
-    (
-        "notcompliantrfc",
-        (
-            r"rfc ?(?:2822|5322|822|5321)",
-            r"not (?:rfc|standards?)[- ]compliant",
-            r"duplicate header",
-            r"multiple (?:from|date|subject|to|message-id) headers?",
-        ),
-    ),
-    (
-        "mailererror",
-        (
-            r"mailer error",
-            r"command (?:failed|died|output)",
-            r"exit (?:code|status)",
-            r"procmail",
-            r"pipe to",
-            r"\|\s*/",
+            r"content (?:rejected|not allowed|error|violation)",
         ),
     ),
     (
@@ -506,7 +559,6 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"system error",
             r"internal (?:server )?error",
             r"server error",
-            r"temporary (?:local )?(?:problem|failure|error)",
             r"local error",
             r"i/o error",
             r"configuration error",
@@ -514,6 +566,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"unable to (?:deliver|process)",
             r"service not available",
             r"resources",
+            r"service (?:is )?(?:currently )?unavailable",
         ),
     ),
     (
@@ -528,35 +581,75 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
     ),
 ]
 
-_COMPILED = [(reason, re.compile("|".join(words), re.IGNORECASE)) for reason, words in _PHRASES]
+_AT_RCPT = re.compile(
+    r"(?:>>>\s*RCPT|RCPT TO|after RCPT|in reply to RCPT|smtp command\s*:?\s*RCPT)",
+    re.IGNORECASE,
+)
+
+
+def _names_the_address(detail: str, text: str) -> bool:
+    """Whether the refusal was of the address itself: an X.1.x code, or an answer to RCPT."""
+    return detail in ("1.1", "1.3", "1.4", "1.10") or bool(_AT_RCPT.search(text))
+
+
+def _compiled(rules: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, re.Pattern[str]]]:
+    return [(reason, re.compile("|".join(words), re.IGNORECASE)) for reason, words in rules]
+
+
+_NAMES = _compiled(_PHRASES)
+_HINTED = _compiled(_HINTS)
 # Codes too general to decide by: the phrase rules or the class decide instead.
 _VAGUE = {"0.0", "1.0", "2.0", "3.0", "4.0", "5.0", "7.0", "7.1", "1.5"}
+# Codes that mean one thing whatever the words around them.
+_DECISIVE = {
+    "1.6": "hasmoved",
+    "1.8": "rejected",
+    "2.3": "exceedlimit",
+    "3.4": "mesgtoobig",
+    "7.9": "policyviolation",
+    "7.25": "requireptr",
+    "7.26": "authfailure",
+}
 
 
-def reason_for(status: str, reply_code: int | None, diagnostic: str, action: str = "failed") -> str:
-    """The reason for one recipient's report."""
+def reason_for(
+    status: str, reply_code: int | None, diagnostic: str, action: str = "failed", context: str = ""
+) -> str:
+    """The reason for one recipient's report; `context` is the rest of what the report
+    says about the recipient, where the SMTP command that failed may be named."""
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return "delivered"
     text = " ".join(diagnostic.split())
     specific = _detail(status)
-    if specific in _BY_STATUS and specific not in _VAGUE:
-        by_status = _BY_STATUS[specific]
-        # A mailbox-full or unknown-user code is rarely wrong; others defer to the words.
-        if by_status in ("userunknown", "mailboxfull", "hostunknown", "mesgtoobig", "expired"):
-            return by_status
-        return by_phrase(text) or by_status
+    if specific in _DECISIVE:
+        return _DECISIVE[specific]
     found = by_phrase(text)
+    if (
+        found == "userunknown"
+        and reply_code is not None
+        and not _names_the_address(specific, f"{text} {context}")
+    ):
+        # A server's words of an unknown user, but not in answer to RCPT: it took the
+        # address and refused the message, which is a filter's doing. (Without a reply
+        # code the words are the mailbox system's own, which knows its users.)
+        return "filtered"
+    if found:
+        return found
+    if specific in _BY_STATUS and specific not in _VAGUE:
+        return _BY_STATUS[specific]
+    found = by_phrase(text, _HINTED)
     if found:
         return found
     if action == "delayed":
         return "expired"
     if specific in ("7.1", "7.0"):
         return "rejected"
-    return "onhold" if not status and reply_code is None else "undefined"
+    # Nothing said but the class: the report cannot tell why.
+    return "onhold" if specific in ("", "0.0") and reply_code is None else "undefined"
 
 
-def by_phrase(text: str) -> str | None:
-    for reason, pattern in _COMPILED:
+def by_phrase(text: str, rules: list[tuple[str, re.Pattern[str]]] = _NAMES) -> str | None:
+    for reason, pattern in rules:
         if pattern.search(text):
             return reason
     return None

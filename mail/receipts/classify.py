@@ -1,0 +1,206 @@
+"""Which kind of message this is, and what a report says of each recipient."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from email.message import Message
+
+from mailport.mail.headers import MSGID
+from mailport.mail.receipts import notice as notices
+from mailport.mail.receipts.automatic_reply import decoded_header, is_autoreply
+from mailport.mail.receipts.codes import reply_code_in, status_from_reply, status_in
+from mailport.mail.receipts.fields import read_fields, typed_value
+from mailport.mail.receipts.model import Receipt, RecipientStatus
+from mailport.mail.receipts.reading import Report, read
+from mailport.mail.receipts.reasons import is_hard, reason_for
+
+_BOUNCE_SENDER = re.compile(
+    r"(mailer[-_]?daemon|postmaster|mail[-_]?delivery|mail[-_]?administrator|bounce"
+    r"|mail[-_]?system|nobody|root|dsn)",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|returned mail|delivery (?:status notification|failure|failed"
+    r"|report|problem|notification)|failure notice|mail delivery|non[- ]?delivery|"
+    r"could not be delivered|delivery has failed|returned to sender|nicht zustellbar"
+    r"|unzustellbar|non remis|no entregado|mail system error|warning: could not send"
+    r"|permanent error|delivery error|message (?:not delivered|failure|error)|bounce"
+    r"|error sending|unable to deliver|rejected|mail could not|not delivered"
+    r"|\u914d\u4fe1\u30a8\u30e9\u30fc|\u4e0d\u9054|\u9001\u4fe1\u30a8\u30e9\u30fc"
+    r"|\u30e1\u30fc\u30eb\u304c\u5c4a\u304d\u307e\u305b\u3093",
+    re.IGNORECASE,
+)
+_DELAYED = re.compile(
+    r"will (?:continue|keep) (?:to )?(?:try|retr)|still trying|has not yet been delivered"
+    r"|warning: message .* delayed|delivery (?:has been )?delayed|temporary (?:failure|problem)"
+    r"|this is (?:only )?a warning|no action is required on your part",
+    re.IGNORECASE,
+)
+
+
+def classify(raw: bytes) -> Receipt:
+    """dsn | mdn | autoreply | feedback | normal, with what the report says."""
+    report = read(raw)
+    message = report.message
+    original = _original_id(report)
+    if "feedback-report" in report.reports:
+        fields = read_fields(report.reports["feedback-report"][0]).per_message
+        return Receipt("feedback", original, feedback_type=fields.get("feedback-type", "").lower())
+    for kind in ("disposition-notification", "global-disposition-notification"):
+        if kind in report.reports:
+            return _mdn(report.reports[kind][0], original)
+    for kind in ("delivery-status", "global-delivery-status"):
+        if kind in report.reports:
+            text = "\n\n".join(report.reports[kind])
+            return _dsn(report, text, original)
+    if _is_text_bounce(message, report):
+        found = _from_notice(report)
+        if found is not None:
+            return found
+    if is_autoreply(message):
+        return Receipt("autoreply", original or _in_reply_to(message))
+    return Receipt("normal")
+
+
+def _dsn(report: Report, text: str, original: str | None) -> Receipt:
+    fields = read_fields(text)
+    envelope = fields.per_message.get("original-envelope-id") or None
+    out: list[RecipientStatus] = []
+    notice, _ = notices.split(report.notice)
+    for group in fields.recipients:
+        recipient = typed_value(group.get("final-recipient") or group.get("original-recipient", ""))
+        diagnostic = typed_value(group["diagnostic-code"]) if "diagnostic-code" in group else ""
+        words = _words_about(recipient, notice)
+        action = group.get("action", "failed").split()[0].lower() if group.get("action") else ""
+        remote = typed_value(group.get("remote-mta", ""))
+        given = group.get("status", "")
+        out.append(
+            _status(recipient, action or "failed", given, diagnostic or words, remote, words)
+        )
+    if not out:  # a report part with no recipient groups: read the notice instead
+        found = _from_notice(report)
+        if found is not None:
+            return Receipt("dsn", original, envelope, found.recipients)
+    return Receipt("dsn", original, envelope, tuple(out))
+
+
+def _by_local_program(diagnostic_code: str, reason: str) -> bool:
+    """An X-Unix diagnostic is a local delivery program's exit: the mailer failed, whatever
+    its words say, unless the system itself is short of something."""
+    kind = diagnostic_code.partition(";")[0].strip().lower()
+    return kind == "x-unix" and reason not in ("systemerror", "systemfull", "mailboxfull")
+
+
+def _status(
+    recipient: str, action: str, given: str, diagnostic: str, remote: str, context: str = ""
+) -> RecipientStatus:
+    status = status_in(given)
+    said = status_in(diagnostic)
+    # A generic X.0.0 in the Status field says less than the code in the server's words.
+    if said and (not status or (status.endswith(".0.0") and said[0] == status[0])):
+        status = said
+    code = reply_code_in(diagnostic)
+    if not status:
+        status = status_from_reply(code) or ("4.0.0" if action == "delayed" else "")
+    if action not in ("failed", "delayed", "delivered", "relayed", "expanded"):
+        action = "failed"
+    reason = reason_for(status, code, diagnostic, action, context)
+    return RecipientStatus(
+        recipient=recipient,
+        action=action,
+        status=status,
+        reply_code=code,
+        reason=reason,
+        hard_bounce=action == "failed" and is_hard(reason, status),
+        diagnostic=diagnostic,
+        remote_mta=remote,
+    )
+
+
+def _from_notice(report: Report) -> Receipt | None:
+    notice, returned = notices.split(report.notice)
+    ignore = {a.lower() for a in _addresses(report.message, ("From", "To", "Reply-To", "Sender"))}
+    if report.returned is not None:
+        ignore |= {a.lower() for a in _addresses(report.returned, ("From", "Sender", "Reply-To"))}
+    named = tuple(
+        a.lower() for a in _addresses(report.message, ("X-Failed-Recipients",)) if a.lower()
+    )
+    found = notices.recipients(notice, ignore, tuple(dict.fromkeys(named)))
+    if not found:
+        return None
+    delayed = bool(_DELAYED.search(notice))
+    out = []
+    flat = " ".join(notice.split())
+    for recipient, words in found:
+        diagnostic = words
+        if len(found) == 1 and not (status_in(words) or reply_code_in(words)):
+            # One recipient, and no code beside it: the whole notice is about it.
+            diagnostic = " ".join(filter(None, [words, flat]))
+        status = status_in(diagnostic)
+        code = reply_code_in(diagnostic)
+        if not status:
+            status = status_from_reply(code) or ("4.0.0" if delayed else "5.0.0")
+        action = "delayed" if delayed else "failed"
+        out.append(_status(recipient, action, status, diagnostic, "", flat))
+    original = _original_id(report) or _returned_id(returned)
+    return Receipt("dsn", original, None, tuple(out))
+
+
+def _is_text_bounce(message: Message, report: Report) -> bool:
+    sender = " ".join(str(message.get(h, "")) for h in ("From", "Sender", "Return-Path"))
+    subject = decoded_header(message, "Subject")
+    if message.get("X-Failed-Recipients"):
+        return True
+    null_sender = str(message.get("Return-Path", "")).replace(" ", "") in ("<>", "<<>>")
+    machine = bool(_BOUNCE_SENDER.search(sender)) or null_sender
+    return (
+        machine
+        and bool(_BOUNCE_SUBJECT.search(subject) or report.returned is not None)
+        or (bool(_BOUNCE_SUBJECT.search(subject)) and report.returned is not None)
+    )
+
+
+def _mdn(text: str, original: str | None) -> Receipt:
+    fields = read_fields(text).per_message
+    disposition = fields.get("disposition", "")
+    # "manual-action/MDN-sent-manually; displayed/…": the word after the semicolon.
+    said = disposition.partition(";")[2].strip().split("/")[0].strip().lower() or None
+    original_id = fields.get("original-message-id")
+    ids = MSGID.findall(original_id or "")
+    return Receipt("mdn", ids[0] if ids else original, disposition=said)
+
+
+def _words_about(recipient: str, notice: str) -> str:
+    if not recipient:
+        return ""
+    for address, words in notices.recipients(notice, set()):
+        if address.lower() == recipient.lower():
+            return words
+    return ""
+
+
+def _original_id(report: Report) -> str | None:
+    if report.returned is not None:
+        ids = MSGID.findall(str(report.returned.get("Message-ID", "")))
+        if ids:
+            return ids[0]
+    return None
+
+
+def _returned_id(text: str) -> str | None:
+    match = re.search(r"^message-id:\s*(<[^>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _in_reply_to(message: Message) -> str | None:
+    ids = MSGID.findall(str(message.get("In-Reply-To", "")))
+    return ids[0] if ids else None
+
+
+def _addresses(message: Message, names: tuple[str, ...]) -> list[str]:
+    found: list[str] = []
+    for name in names:
+        for value in message.get_all(name) or ():
+            found.extend(re.findall(r"[\w.+=-]+@[\w.-]+", str(value)))
+    return found

@@ -1,0 +1,117 @@
+"""Bounces written for people only: qmail, Exim, Gmail, Exchange, carriers' notices.
+
+Such a notice names each failed recipient on a line of its own, or at the start of a line,
+and says what went wrong next to it; the returned message follows a marker line. Read it
+that way: the recipients, each with the words nearest to it."""
+
+from __future__ import annotations
+
+import re
+
+_ADDRESS = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
+_ALONE = re.compile(rf"^\s*[\"']?<?(?:mailto:)?({_ADDRESS})>?[\"']?\s*:?\s*$", re.IGNORECASE)
+_LEADING = re.compile(
+    rf"^\s*[\"']?<?(?:mailto:)?({_ADDRESS})>?[\"']?(?:\s*\(expanded from[^)]*\))?"
+    r"\s*(?:[:;,]|\.\.\.)?\s+(\S.*)$",
+    re.IGNORECASE,
+)
+# "Could not be delivered to: <a@b>", "Delivery to the following recipient failed: a@b".
+_INLINE = re.compile(
+    rf"(?:deliver(?:ed|y)? to|recipient|addressee|address|destinataire|empf\u00e4nger)"
+    rf"[^<@\n]{{0,40}}?[:\s]\s*<?({_ADDRESS})>?",
+    re.IGNORECASE,
+)
+_RCPT = re.compile(rf"RCPT TO:?\s*<?({_ADDRESS})>?", re.IGNORECASE)
+_ANY = re.compile(_ADDRESS)
+_LABELLED = re.compile(
+    rf"^\s*(?:final-recipient|original-recipient|recipient(?: address)?|to|"
+    rf"(?:target|failed|invalid) (?:mail )?address(?:es)?|address|e-?mail)\s*[:=]\s*"
+    rf"(?:rfc822;\s*)?<?({_ADDRESS})>?",
+    re.IGNORECASE,
+)
+# Where the returned message starts: a marker line, or its headers.
+_RETURNED = re.compile(
+    r"^\s*(?:[-=_*#]{2,}.*(?:original|copy|returned|undelivered message|message header"
+    r"|headers? of|below this line|unsent message|rejected message|message follows|"
+    r"forwarded message)"
+    r"|.*(?:original message follows|below this line is a copy|unsent message below"
+    r"|the original message headers? (?:is|are|follows?)|original message headers?:"
+    r"|following is a copy of the|your message (?:reads|was) \(in part\)|message text follows"
+    r"|returned message follows)"
+    r"|content-type:\s*message/rfc822)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_MACHINE = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|root|nobody)@", re.IGNORECASE)
+
+
+def split(text: str) -> tuple[str, str]:
+    """The notice, and the returned message that follows it ('' if none)."""
+    match = _RETURNED.search(text)
+    if match is None or match.start() == 0:
+        return text, ""
+    return text[: match.start()], text[match.start() :]
+
+
+def recipients(notice: str, ignore: set[str], named: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Each failed recipient the notice names, with the words about it. `named` are the
+    recipients a header such as X-Failed-Recipients gives: then only their words are sought."""
+    lines = notice.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    found: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        labelled = _LABELLED.match(line)
+        alone = _ALONE.match(line)
+        leading = _LEADING.match(line)
+        inline = _INLINE.search(line)
+        if labelled:
+            address, words = labelled.group(1), _near(lines, i + 1, labelled.group(1))
+        elif alone:
+            address, words = alone.group(1), _near(lines, i + 1, alone.group(1))
+        elif leading:
+            address = leading.group(1)
+            words = " ".join([leading.group(2), _near(lines, i + 1, address)])
+        elif inline:
+            address, rest = inline.group(1), line[inline.end() :].strip(" :;,.>")
+            words = " ".join([rest, _near(lines, i + 1, address)])
+        else:
+            continue
+        if named and address.lower() not in named:
+            continue
+        if _keep(address, ignore):
+            key = address.lower()
+            found[key] = " ".join(filter(None, [found.get(key, ""), words.strip()]))
+    if named:
+        return [(address, _squeeze(found.get(address, ""))) for address in named]
+    if not found:
+        for match in _RCPT.finditer(notice):
+            address = match.group(1)
+            if _keep(address, ignore):
+                found.setdefault(address.lower(), notice[match.end() : match.end() + 300])
+    if not found:
+        for match in _ANY.finditer(notice):
+            if _keep(match.group(0), ignore):
+                found.setdefault(match.group(0).lower(), "")
+                break
+    return [(address, _squeeze(words)) for address, words in found.items()]
+
+
+def _near(lines: list[str], start: int, address: str) -> str:
+    """The lines after an address up to a blank line or the next address."""
+    out: list[str] = []
+    for line in lines[start : start + 12]:
+        if not line.strip():
+            if out:
+                break
+            continue
+        other = _ALONE.match(line) or _LABELLED.match(line) or _LEADING.match(line)
+        if other and other.group(1).lower() != address.lower():
+            break
+        out.append(line.strip())
+    return " ".join(out)
+
+
+def _keep(address: str, ignore: set[str]) -> bool:
+    return address.lower() not in ignore and not _MACHINE.match(address)
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,75 @@
+"""The parts of a report: the machine-readable one, the words for people, what came back.
+
+Python's parser splits a message/delivery-status body into header blocks, and cannot when
+the part is base64 or its blank lines are wrong; so report parts are read as text here."""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+
+from mailport.mail.charsets import decode
+from mailport.mail.html_text import html_to_text
+from mailport.mail.unfolding import READING
+
+_REPORT_TYPES = re.compile(
+    rb"(content-type:[ \t]*)message/((?:global-)?(?:delivery-status|disposition-notification)"
+    rb"|feedback-report)",
+    re.IGNORECASE,
+)
+REPORT_PREFIX = "text/x-report-"
+
+
+@dataclass
+class Report:
+    message: Message
+    reports: dict[str, list[str]] = field(default_factory=dict)
+    """Report parts by type (delivery-status, global-delivery-status, …): their text."""
+    notice: str = ""
+    """The words for people: the first text part that is not the returned message."""
+    returned: Message | None = None
+    """The returned message, or its headers."""
+    returned_text: str = ""
+
+
+def read(raw: bytes) -> Report:
+    message = email.message_from_bytes(
+        _REPORT_TYPES.sub(rb"\1" + REPORT_PREFIX.encode() + rb"\2", raw), policy=READING
+    )
+    report = Report(message)
+    _walk(message, report, top=True)
+    return report
+
+
+def _walk(part: Message, report: Report, top: bool = False) -> None:
+    ctype = part.get_content_type()
+    if ctype.startswith(REPORT_PREFIX):
+        kind = ctype.removeprefix(REPORT_PREFIX)
+        report.reports.setdefault(kind, []).append(text_of(part))
+    elif ctype in ("message/rfc822", "message/global") and not top:
+        if report.returned is None:
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner:
+                report.returned = inner[0]
+    elif ctype in ("text/rfc822-headers", "text/global-headers") and not top:
+        if report.returned is None:
+            report.returned_text = text_of(part)
+            report.returned = email.message_from_string(report.returned_text, policy=READING)
+    elif part.is_multipart():
+        payload = part.get_payload()
+        for sub in payload if isinstance(payload, list) else ():
+            _walk(sub, report)
+    elif part.get_content_maintype() == "text" and not report.notice:
+        if part.get_content_disposition() != "attachment" or top:
+            text = text_of(part)
+            report.notice = html_to_text(text) if part.get_content_subtype() == "html" else text
+
+
+def text_of(part: Message) -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        payload = part.get_payload()
+        return payload if isinstance(payload, str) else ""
+    return decode(data, part.get_content_charset()).text
