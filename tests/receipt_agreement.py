@@ -51,7 +51,8 @@ def sisimai_bounces() -> Iterator[tuple[str, dict[str, object]]]:
 
 
 def is_bounce(receipt: Receipt) -> bool:
-    return receipt.kind == "dsn" and any(r.action == "failed" for r in receipt.recipients)
+    """sisimai's notion: a report of mail not delivered, for good or for now."""
+    return receipt.kind == "dsn" and any(r.action in ("failed", "delayed") for r in receipt.recipients)
 
 
 def measure() -> Agreement:

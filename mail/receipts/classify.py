@@ -9,11 +9,12 @@ from email.message import Message
 from mailport.mail.headers import MSGID
 from mailport.mail.receipts import notice as notices
 from mailport.mail.receipts.automatic_reply import decoded_header, is_autoreply
-from mailport.mail.receipts.codes import reply_code_in, status_from_reply, status_in
+from mailport.mail.receipts.codes import reply_code_in, status_from_reply, status_in, statuses_in
 from mailport.mail.receipts.fields import read_fields, typed_value
 from mailport.mail.receipts.model import Receipt, RecipientStatus
 from mailport.mail.receipts.reading import Report, read
 from mailport.mail.receipts.reasons import is_hard, reason_for
+from mailport.mail.receipts.ses import from_ses
 
 _BOUNCE_SENDER = re.compile(
     r"(mailer[-_]?daemon|postmaster|mail[-_]?delivery|mail[-_]?administrator|bounce"
@@ -26,11 +27,12 @@ _BOUNCE_SUBJECT = re.compile(
     r"could not be delivered|delivery has failed|returned to sender|nicht zustellbar"
     r"|unzustellbar|non remis|no entregado|mail system error|warning: could not send"
     r"|permanent error|delivery error|message (?:not delivered|failure|error)|bounce"
-    r"|error sending|unable to deliver|rejected|mail could not|not delivered"
+    r"|error sending|unable to deliver|rejected|mail could not|not delivered|mail failure"
     r"|\u914d\u4fe1\u30a8\u30e9\u30fc|\u4e0d\u9054|\u9001\u4fe1\u30a8\u30e9\u30fc"
     r"|\u30e1\u30fc\u30eb\u304c\u5c4a\u304d\u307e\u305b\u3093",
     re.IGNORECASE,
 )
+_QMAIL_CODE = re.compile(r"\(#[45]\.\d\.\d+\)")
 _DELAYED = re.compile(
     r"will (?:continue|keep) (?:to )?(?:try|retr)|still trying|has not yet been delivered"
     r"|warning: message .* delayed|delivery (?:has been )?delayed|temporary (?:failure|problem)"
@@ -54,6 +56,9 @@ def classify(raw: bytes) -> Receipt:
         if kind in report.reports:
             text = "\n\n".join(report.reports[kind])
             return _dsn(report, text, original)
+    ses = from_ses(report.notice) if "amazonses" in report.notice.lower() else None
+    if ses is not None:
+        return ses
     if _is_text_bounce(message, report):
         found = _from_notice(report)
         if found is not None:
@@ -75,14 +80,23 @@ def _dsn(report: Report, text: str, original: str | None) -> Receipt:
         action = group.get("action", "failed").split()[0].lower() if group.get("action") else ""
         remote = typed_value(group.get("remote-mta", ""))
         given = group.get("status", "")
-        out.append(
-            _status(recipient, action or "failed", given, diagnostic or words, remote, words)
-        )
+        out.append(_status(recipient, action, given, diagnostic or words, remote, words))
     if not out:  # a report part with no recipient groups: read the notice instead
         found = _from_notice(report)
         if found is not None:
             return Receipt("dsn", original, envelope, found.recipients)
     return Receipt("dsn", original, envelope, tuple(out))
+
+
+_ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
+
+
+def _action(said: str, status: str) -> str:
+    """RFC 3464's action, from what reports write (Action: deliverable, Action: failure)."""
+    for action in _ACTIONS:
+        if said.startswith(action[:5]):
+            return action
+    return {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
 
 
 def _by_local_program(diagnostic_code: str, reason: str) -> bool:
@@ -96,15 +110,15 @@ def _status(
     recipient: str, action: str, given: str, diagnostic: str, remote: str, context: str = ""
 ) -> RecipientStatus:
     status = status_in(given)
-    said = status_in(diagnostic)
-    # A generic X.0.0 in the Status field says less than the code in the server's words.
-    if said and (not status or (status.endswith(".0.0") and said[0] == status[0])):
-        status = said
+    said = statuses_in(diagnostic)
+    # The server's own code says more than the reporting MTA's Status field (a generic
+    # 5.0.0, or 4.4.7 for "gave up"); where codes nest, the last is the remote server's.
+    if said and (not status or said[-1][0] == status[0]):
+        status = said[-1]
     code = reply_code_in(diagnostic)
     if not status:
         status = status_from_reply(code) or ("4.0.0" if action == "delayed" else "")
-    if action not in ("failed", "delayed", "delivered", "relayed", "expanded"):
-        action = "failed"
+    action = _action(action, status)
     reason = reason_for(status, code, diagnostic, action, context)
     return RecipientStatus(
         recipient=recipient,
@@ -129,6 +143,11 @@ def _from_notice(report: Report) -> Receipt | None:
     found = notices.recipients(notice, ignore, tuple(dict.fromkeys(named)))
     if not found:
         return None
+    evidence = named or returned or report.returned is not None or _codes_in(notice)
+    if not evidence and _auto_replied_by_an_account(report.message):
+        # An auto-responder's words about a rejection, with nothing a mail system leaves
+        # (no failed-recipients field, returned message or reply code): not a DSN.
+        return None
     delayed = bool(_DELAYED.search(notice))
     out = []
     flat = " ".join(notice.split())
@@ -148,17 +167,25 @@ def _from_notice(report: Report) -> Receipt | None:
 
 
 def _is_text_bounce(message: Message, report: Report) -> bool:
-    sender = " ".join(str(message.get(h, "")) for h in ("From", "Sender", "Return-Path"))
-    subject = decoded_header(message, "Subject")
+    """A notice from a mail system, as opposed to a person's mail or an auto-reply."""
     if message.get("X-Failed-Recipients"):
         return True
+    sender = " ".join(str(message.get(h, "")) for h in ("From", "Sender"))
+    subject = decoded_header(message, "Subject")
     null_sender = str(message.get("Return-Path", "")).replace(" ", "") in ("<>", "<<>>")
-    machine = bool(_BOUNCE_SENDER.search(sender)) or null_sender
-    return (
-        machine
-        and bool(_BOUNCE_SUBJECT.search(subject) or report.returned is not None)
-        or (bool(_BOUNCE_SUBJECT.search(subject)) and report.returned is not None)
-    )
+    if _BOUNCE_SENDER.search(sender):
+        return True
+    return (null_sender or report.returned is not None) and bool(_BOUNCE_SUBJECT.search(subject))
+
+
+def _auto_replied_by_an_account(message: Message) -> bool:
+    submitted = str(message.get("Auto-Submitted", "")).strip().lower()
+    daemon = re.search(r"mailer[-_]?daemon", str(message.get("From", "")), re.IGNORECASE)
+    return submitted.startswith("auto-replied") and daemon is None
+
+
+def _codes_in(text: str) -> bool:
+    return bool(status_in(text) or reply_code_in(text) or _QMAIL_CODE.search(text))
 
 
 def _mdn(text: str, original: str | None) -> Receipt:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-_REPLY = re.compile(r"(?<![\d.])([45][0-5]\d)(?:[ :-]|$)(?!\.)")
+_REPLY = re.compile(r"(?<![\d.])([45][0-5]\d)(?:[ :,-]|$)(?!\.)")
 
 
 def status_in(text: str) -> str:
     """The first enhanced status code in the text, or ''."""
     match = _STATUS.search(text)
     return ".".join(match.groups()) if match else ""
+
+
+def statuses_in(text: str) -> list[str]:
+    """Every enhanced status code in the text, in order."""
+    return [".".join(m.groups()) for m in _STATUS.finditer(text)]
 
 
 def reply_code_in(text: str) -> int | None:

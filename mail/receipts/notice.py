@@ -54,44 +54,51 @@ def split(text: str) -> tuple[str, str]:
 
 def recipients(notice: str, ignore: set[str], named: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Each failed recipient the notice names, with the words about it. `named` are the
-    recipients a header such as X-Failed-Recipients gives: then only their words are sought."""
-    lines = notice.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    recipients a header such as X-Failed-Recipients gives: then only their words are sought.
+    Addresses in `ignore` (the sender's) are passed over unless the notice names no other."""
+    named_lines = _named_lines(notice.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     found: dict[str, str] = {}
+    for address, words in named_lines:
+        if named and address.lower() not in named:
+            continue
+        key = address.lower()
+        found[key] = " ".join(filter(None, [found.get(key, ""), words.strip()]))
+    if named:
+        return [(address, _squeeze(found.get(address, ""))) for address in named]
+    kept = {a: w for a, w in found.items() if a not in ignore}
+    if kept or found:
+        return [(a, _squeeze(w)) for a, w in (kept or found).items()]
+    for match in _RCPT.finditer(notice):
+        address = match.group(1).lower()
+        if address not in ignore:
+            kept.setdefault(address, notice[match.end() : match.end() + 300])
+    if not kept:
+        for match in _ANY.finditer(notice):
+            address = match.group(0).lower()
+            if address not in ignore and not _MACHINE.match(address):
+                kept[address] = ""
+                break
+    return [(address, _squeeze(words)) for address, words in kept.items()]
+
+
+def _named_lines(lines: list[str]) -> list[tuple[str, str]]:
+    """Addresses that a line names as its subject, with the words about them."""
+    out = []
     for i, line in enumerate(lines):
-        labelled = _LABELLED.match(line)
-        alone = _ALONE.match(line)
-        leading = _LEADING.match(line)
-        inline = _INLINE.search(line)
-        if labelled:
+        if labelled := _LABELLED.match(line):
             address, words = labelled.group(1), _near(lines, i + 1, labelled.group(1))
-        elif alone:
+        elif alone := _ALONE.match(line):
             address, words = alone.group(1), _near(lines, i + 1, alone.group(1))
-        elif leading:
+        elif leading := _LEADING.match(line):
             address = leading.group(1)
             words = " ".join([leading.group(2), _near(lines, i + 1, address)])
-        elif inline:
+        elif inline := _INLINE.search(line):
             address, rest = inline.group(1), line[inline.end() :].strip(" :;,.>")
             words = " ".join([rest, _near(lines, i + 1, address)])
         else:
             continue
-        if named and address.lower() not in named:
-            continue
-        if _keep(address, ignore):
-            key = address.lower()
-            found[key] = " ".join(filter(None, [found.get(key, ""), words.strip()]))
-    if named:
-        return [(address, _squeeze(found.get(address, ""))) for address in named]
-    if not found:
-        for match in _RCPT.finditer(notice):
-            address = match.group(1)
-            if _keep(address, ignore):
-                found.setdefault(address.lower(), notice[match.end() : match.end() + 300])
-    if not found:
-        for match in _ANY.finditer(notice):
-            if _keep(match.group(0), ignore):
-                found.setdefault(match.group(0).lower(), "")
-                break
-    return [(address, _squeeze(words)) for address, words in found.items()]
+        out.append((address, words))
+    return out
 
 
 def _near(lines: list[str], start: int, address: str) -> str:
@@ -107,10 +114,6 @@ def _near(lines: list[str], start: int, address: str) -> str:
             break
         out.append(line.strip())
     return " ".join(out)
-
-
-def _keep(address: str, ignore: set[str]) -> bool:
-    return address.lower() not in ignore and not _MACHINE.match(address)
 
 
 def _squeeze(text: str) -> str:

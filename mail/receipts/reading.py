@@ -35,6 +35,9 @@ class Report:
 
 
 def read(raw: bytes) -> Report:
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    if raw.startswith(b"From "):  # an mbox separator line
+        raw = raw.partition(b"\n")[2]
     message = email.message_from_bytes(
         _REPORT_TYPES.sub(rb"\1" + REPORT_PREFIX.encode() + rb"\2", raw), policy=READING
     )
