@@ -32,6 +32,9 @@ _BOUNCE_SUBJECT = re.compile(
     r"|\u30e1\u30fc\u30eb\u304c\u5c4a\u304d\u307e\u305b\u3093",
     re.IGNORECASE,
 )
+_EMBEDDED_FIELDS = re.compile(
+    r"^(?:Reporting-MTA|Original-Recipient|Final-Recipient)[ \t]*:", re.IGNORECASE | re.MULTILINE
+)
 _QMAIL_CODE = re.compile(r"\(#[45]\.\d\.\d+\)")
 _DELAYED = re.compile(
     r"will (?:continue|keep) (?:to )?(?:try|retr)|still trying|has not yet been delivered"
@@ -56,6 +59,11 @@ def classify(raw: bytes) -> Receipt:
         if kind in report.reports:
             text = "\n\n".join(report.reports[kind])
             return _dsn(report, text, original)
+    embedded = _EMBEDDED_FIELDS.search(report.notice)
+    if embedded is not None:  # a report part the MIME structure lost, or pasted in the text
+        found = _dsn(report, report.notice[embedded.start() :], original)
+        if found.recipients:
+            return found
     ses = from_ses(report.notice) if "amazonses" in report.notice.lower() else None
     if ses is not None:
         return ses
@@ -115,7 +123,9 @@ def _status(
     # 5.0.0, or 4.4.7 for "gave up"); where codes nest, the last is the remote server's.
     if said and (not status or said[-1][0] == status[0]):
         status = said[-1]
-    code = reply_code_in(diagnostic)
+    code = reply_code_in(diagnostic) or reply_code_in(context)
+    if code is not None and status and str(code)[0] != status[0]:
+        code = None  # a 5xx reply beside a 4.x.x status: the two disagree, trust neither
     if not status:
         status = status_from_reply(code) or ("4.0.0" if action == "delayed" else "")
     action = _action(action, status)

@@ -14,16 +14,44 @@ def status_in(text: str) -> str:
     return ".".join(match.groups()) if match else ""
 
 
+# "421 example.org (smtp)... Deferred: …": Sendmail's note of its own retry, not a reply.
+_SENDMAIL_RETRY = re.compile(r"\s*\S+ \(\w+\)\.\.\. Deferred")
+_REFUSALS = {
+    421,
+    450,
+    451,
+    452,
+    455,
+    500,
+    501,
+    502,
+    503,
+    504,
+    521,
+    550,
+    551,
+    552,
+    553,
+    554,
+    555,
+    556,
+}
+
+
 def statuses_in(text: str) -> list[str]:
     """Every enhanced status code in the text, in order."""
     return [".".join(m.groups()) for m in _STATUS.finditer(text)]
 
 
 def reply_code_in(text: str) -> int | None:
-    """The first SMTP reply code of a refusal (4xx or 5xx) in the text, or None."""
-    for match in _REPLY.finditer(text):
-        return int(match.group(1))
-    return None
+    """The last SMTP reply code of a refusal in the text (where replies nest, the last is
+    the remote server's), or None. Only codes RFC 5321 and RFC 7504 define count."""
+    codes = [
+        int(m.group(1))
+        for m in _REPLY.finditer(text)
+        if int(m.group(1)) in _REFUSALS and not _SENDMAIL_RETRY.match(text, m.end())
+    ]
+    return codes[-1] if codes else None
 
 
 def status_from_reply(code: int | None) -> str:

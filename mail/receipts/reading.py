@@ -64,6 +64,9 @@ def _walk(part: Message, report: Report, top: bool = False) -> None:
         payload = part.get_payload()
         for sub in payload if isinstance(payload, list) else ():
             _walk(sub, report)
+    elif part.get_content_maintype() == "multipart" and not report.notice:
+        payload = part.get_payload()  # its boundary never came: the body is plain text
+        report.notice = payload if isinstance(payload, str) else ""
     elif part.get_content_maintype() == "text" and not report.notice:
         if part.get_content_disposition() != "attachment" or top:
             text = text_of(part)
