@@ -52,7 +52,9 @@ def sisimai_bounces() -> Iterator[tuple[str, dict[str, object]]]:
 
 def is_bounce(receipt: Receipt) -> bool:
     """sisimai's notion: a report of mail not delivered, for good or for now."""
-    return receipt.kind == "dsn" and any(r.action in ("failed", "delayed") for r in receipt.recipients)
+    return receipt.kind == "dsn" and any(
+        r.action in ("failed", "delayed") for r in receipt.recipients
+    )
 
 
 def measure() -> Agreement:
@@ -69,7 +71,13 @@ def _compare(a: Agreement, path: str, entry: dict[str, object], receipt: Receipt
         if not same:
             a.misses.append(Miss(path, measure, index, expected, got))
 
-    check("is_bounce", 0, entry["is_bounce"], is_bounce(receipt), entry["is_bounce"] == is_bounce(receipt))
+    check(
+        "is_bounce",
+        0,
+        entry["is_bounce"],
+        is_bounce(receipt),
+        entry["is_bounce"] == is_bounce(receipt),
+    )
     results = entry["results"]
     assert isinstance(results, list)
     got = [r for r in receipt.recipients if r.action in ("failed", "delayed")]
@@ -77,15 +85,25 @@ def _compare(a: Agreement, path: str, entry: dict[str, object], receipt: Receipt
     for want, ours in zip(results, got, strict=False):
         i = int(want["index"])
         status = str(want["status"])
-        if PSEUDO.match(status):
-            same = ours.status[:1] == status[:1]
-        else:
-            same = ours.status == status
+        pseudo = PSEUDO.match(status)
+        same = ours.status[:1] == status[:1] if pseudo else ours.status == status
         check("status", i, status, ours.status, same)
         code = str(want["reply_code"])
-        check("reply_code", i, code, ours.reply_code, code == ("" if ours.reply_code is None else str(ours.reply_code)))
+        check(
+            "reply_code",
+            i,
+            code,
+            ours.reply_code,
+            code == ("" if ours.reply_code is None else str(ours.reply_code)),
+        )
         check("reason", i, want["reason"], ours.reason, want["reason"] == ours.reason)
-        check("hard_bounce", i, want["hard_bounce"], ours.hard_bounce, want["hard_bounce"] == ours.hard_bounce)
+        check(
+            "hard_bounce",
+            i,
+            want["hard_bounce"],
+            ours.hard_bounce,
+            want["hard_bounce"] == ours.hard_bounce,
+        )
     for want in results[len(got) :]:
         i = int(want["index"])
         for m in ("status", "reply_code", "reason", "hard_bounce"):
@@ -108,4 +126,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -10,9 +10,9 @@ from mailport.mail.receipts.reasons import REASONS, is_hard, reason_for
 
 __all__ = [
     "REASONS",
-    "classify",
     "Receipt",
     "RecipientStatus",
+    "classify",
     "is_hard",
     "reason_for",
     "reply_code_in",

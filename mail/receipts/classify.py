@@ -35,6 +35,12 @@ _BOUNCE_SUBJECT = re.compile(
 _EMBEDDED_FIELDS = re.compile(
     r"^(?:Reporting-MTA|Original-Recipient|Final-Recipient)[ \t]*:", re.IGNORECASE | re.MULTILINE
 )
+# Where a notice starts quoting what the other server said.
+_QUOTED_REPLY = re.compile(
+    r"(?:the error that the other server returned was|remote (?:host|server) (?:said|replied)"
+    r"|the server responded with|-------server message)\s*:?",
+    re.IGNORECASE,
+)
 _QMAIL_CODE = re.compile(r"\(#[45]\.\d\.\d+\)")
 _DELAYED = re.compile(
     r"will (?:continue|keep) (?:to )?(?:try|retr)|still trying|has not yet been delivered"
@@ -61,9 +67,9 @@ def classify(raw: bytes) -> Receipt:
             return _dsn(report, text, original)
     embedded = _EMBEDDED_FIELDS.search(report.notice)
     if embedded is not None:  # a report part the MIME structure lost, or pasted in the text
-        found = _dsn(report, report.notice[embedded.start() :], original)
-        if found.recipients:
-            return found
+        pasted = _dsn(report, report.notice[embedded.start() :], original)
+        if pasted.recipients:
+            return pasted
     ses = from_ses(report.notice) if "amazonses" in report.notice.lower() else None
     if ses is not None:
         return ses
@@ -88,7 +94,10 @@ def _dsn(report: Report, text: str, original: str | None) -> Receipt:
         action = group.get("action", "failed").split()[0].lower() if group.get("action") else ""
         remote = typed_value(group.get("remote-mta", ""))
         given = group.get("status", "")
-        out.append(_status(recipient, action, given, diagnostic or words, remote, words))
+        status = _status(recipient, action, given, diagnostic or words, remote, words)
+        if _by_local_program(group.get("diagnostic-code", ""), status.reason):
+            status = dataclasses.replace(status, reason="mailererror", hard_bounce=False)
+        out.append(status)
     if not out:  # a report part with no recipient groups: read the notice instead
         found = _from_notice(report)
         if found is not None:
@@ -162,10 +171,10 @@ def _from_notice(report: Report) -> Receipt | None:
     out = []
     flat = " ".join(notice.split())
     for recipient, words in found:
-        diagnostic = words
+        diagnostic = _focus(words)
         if len(found) == 1 and not (status_in(words) or reply_code_in(words)):
             # One recipient, and no code beside it: the whole notice is about it.
-            diagnostic = " ".join(filter(None, [words, flat]))
+            diagnostic = _focus(" ".join(filter(None, [words, flat])))
         status = status_in(diagnostic)
         code = reply_code_in(diagnostic)
         if not status:
@@ -174,6 +183,12 @@ def _from_notice(report: Report) -> Receipt | None:
         out.append(_status(recipient, action, status, diagnostic, "", flat))
     original = _original_id(report) or _returned_id(returned)
     return Receipt("dsn", original, None, tuple(out))
+
+
+def _focus(words: str) -> str:
+    """The server's own words, where a notice quotes them after its boilerplate."""
+    marks = list(_QUOTED_REPLY.finditer(words))
+    return words[marks[-1].end() :].strip() if marks else words
 
 
 def _is_text_bounce(message: Message, report: Report) -> bool:
@@ -221,7 +236,7 @@ def _original_id(report: Report) -> str | None:
     if report.returned is not None:
         ids = MSGID.findall(str(report.returned.get("Message-ID", "")))
         if ids:
-            return ids[0]
+            return str(ids[0])
     return None
 
 

@@ -31,13 +31,16 @@ def read_fields(text: str) -> Fields:
         if key in _STARTS_RECIPIENT and (group is None or key in group or _closes(key, group)):
             group = {}
             result.recipients.append(group)
-        elif group is None and result.recipients and key in _PER_RECIPIENT:
-            if key not in result.recipients[-1]:  # a stray blank line inside a group
-                group = result.recipients[-1]
+        elif group is None and key in _PER_RECIPIENT and _open(result.recipients, key):
+            group = result.recipients[-1]  # a stray blank line inside a group
         target = result.per_message if group is None else group
         target.setdefault(key, value)
     result.recipients = [g for g in result.recipients if g]
     return result
+
+
+def _open(groups: list[dict[str, str]], key: str) -> bool:
+    return bool(groups) and key not in groups[-1]
 
 
 def _closes(key: str, group: dict[str, str]) -> bool:

@@ -54,7 +54,7 @@ def _walk(part: Message, report: Report, top: bool = False) -> None:
     elif ctype in ("message/rfc822", "message/global") and not top:
         if report.returned is None:
             inner = part.get_payload()
-            if isinstance(inner, list) and inner:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 report.returned = inner[0]
     elif ctype in ("text/rfc822-headers", "text/global-headers") and not top:
         if report.returned is None:
@@ -63,14 +63,18 @@ def _walk(part: Message, report: Report, top: bool = False) -> None:
     elif part.is_multipart():
         payload = part.get_payload()
         for sub in payload if isinstance(payload, list) else ():
-            _walk(sub, report)
+            if isinstance(sub, Message):
+                _walk(sub, report)
     elif part.get_content_maintype() == "multipart" and not report.notice:
         payload = part.get_payload()  # its boundary never came: the body is plain text
         report.notice = payload if isinstance(payload, str) else ""
-    elif part.get_content_maintype() == "text" and not report.notice:
-        if part.get_content_disposition() != "attachment" or top:
-            text = text_of(part)
-            report.notice = html_to_text(text) if part.get_content_subtype() == "html" else text
+    elif part.get_content_maintype() == "text" and not report.notice and _readable(part, top):
+        text = text_of(part)
+        report.notice = html_to_text(text) if part.get_content_subtype() == "html" else text
+
+
+def _readable(part: Message, top: bool) -> bool:
+    return top or part.get_content_disposition() != "attachment"
 
 
 def text_of(part: Message) -> str:

@@ -181,6 +181,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"connection (?:limit|rate limit)",
             r"too many hosts",
             r"maximum (?:number of )?connections",
+            r"frequency limited",
         ),
     ),
     (
@@ -193,6 +194,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"try(?:ing)? to send too (?:much|fast)",
             r"throttl",
             r"unusual rate",
+            r"sent to too many recipients",
         ),
     ),
     (
@@ -358,6 +360,13 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
+        "securityerror",
+        (
+            r"smtp authentication",
+            r"authentication required",
+        ),
+    ),
+    (
         "norelaying",
         (
             r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))",
@@ -450,12 +459,14 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"bad sequence of commands",
             r"unrecognized command",
             r"parameter (?:not|unrecognized)",
+            r"improper sequence",
+            r"malformed address",
         ),
     ),
     (
         "notcompliantrfc",
         (
-            r"rfc ?(?:2822|5322|822|5321)",
+            r"rfc ?(?:2822|5322|822|5321)(?!\s*;)",
             r"not (?:rfc|standards?)[- ]compliant",
             r"duplicate header",
             r"multiple (?:from|date|subject|to|message-id) headers?",
@@ -592,6 +603,10 @@ def _names_the_address(detail: str, text: str) -> bool:
     return detail in ("1.1", "1.3", "1.4", "1.10") or bool(_AT_RCPT.search(text))
 
 
+# The local delivery agent's own words: it knows its users, no filter is involved.
+_LOCAL_AGENT = re.compile(r"mail\.local|local delivery|procmail", re.IGNORECASE)
+
+
 def _compiled(rules: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, re.Pattern[str]]]:
     return [(reason, re.compile("|".join(words), re.IGNORECASE)) for reason, words in rules]
 
@@ -628,6 +643,7 @@ def reason_for(
         found == "userunknown"
         and reply_code is not None
         and not _names_the_address(specific, f"{text} {context}")
+        and not _LOCAL_AGENT.search(text)
     ):
         # A server's words of an unknown user, but not in answer to RCPT: it took the
         # address and refused the message, which is a filter's doing. (Without a reply
