@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("paths", nargs="+", type=Path)
     parse.add_argument("--json", action="store_true", help="one JSON object per message")
 
+    receipt = commands.add_parser(
+        "receipt", help="classify message files: DSN, MDN, auto-reply, feedback or normal"
+    )
+    receipt.add_argument("paths", nargs="+", type=Path)
+    receipt.add_argument("--json", action="store_true", help="one JSON object per message")
+
     bench = commands.add_parser("bench", help="run a benchmark scenario beside its anchor")
     bench.add_argument("scenario", nargs="?", help="the scenario to run")
     bench.add_argument("--list", action="store_true", help="list the scenarios")
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args.config, args.json)
     if args.command == "parse":
         return _parse(args.paths, args.json)
+    if args.command == "receipt":
+        return _receipt(args.paths, args.json)
     if args.command == "bench":
         return _bench(args)
     if args.command == "pool":
@@ -132,6 +140,45 @@ def _parse(paths: list[Path], as_json: bool) -> int:
                 table.add_row(name, Text(shown if name != "text" else shown[:500]))
         console.print(table)
     return 1 if unreadable else 0
+
+
+def _receipt(paths: list[Path], as_json: bool) -> int:
+    from mailport.mail.mbox import messages
+    from mailport.mail.receipts import classify
+
+    unreadable = 0
+    for path in paths:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            err.print(f"mailport: {path}: {exc.strerror}", markup=False)
+            unreadable += 1
+            continue
+        for message in messages(raw):  # an mbox file holds several
+            fields = {"path": str(path), **classify(message).as_dict()}
+            if as_json:
+                print(json.dumps(fields, ensure_ascii=False), flush=True)
+            else:
+                console.print(_receipt_table(fields))
+    return 1 if unreadable else 0
+
+
+def _receipt_table(fields: dict[str, Any]) -> Table:
+    table = Table(title=Text(f"{fields['path']}: {fields['kind']}"))
+    for name in ("recipient", "action", "status", "reply_code", "reason", "hard_bounce"):
+        table.add_column(name)
+    table.add_column("diagnostic", overflow="fold")
+    for r in fields["recipients"]:
+        cells = [r[n] for n in ("recipient", "action", "status", "reply_code", "reason")]
+        table.add_row(*(Text(str(c)) for c in [*cells, r["hard_bounce"], r["diagnostic"][:200]]))
+    said = {
+        "original message": fields["original_message_id"],
+        "envelope id": fields["envelope_id"],
+        "disposition": fields["disposition"],
+        "feedback type": fields["feedback_type"],
+    }
+    table.caption = " · ".join(f"{k}: {v}" for k, v in said.items() if v)
+    return table
 
 
 def _settings(path: Path | None) -> Settings:

@@ -214,7 +214,8 @@ def _codes_in(text: str) -> bool:
 
 
 def _mdn(text: str, original: str | None) -> Receipt:
-    fields = read_fields(text).per_message
+    read = read_fields(text)
+    fields = {**read.per_message, **(read.recipients[0] if read.recipients else {})}
     disposition = fields.get("disposition", "")
     # "manual-action/MDN-sent-manually; displayed/…": the word after the semicolon.
     said = disposition.partition(";")[2].strip().split("/")[0].strip().lower() or None

@@ -6,6 +6,7 @@ so a recipient's group starts at its Final- or Original-Recipient field, not at 
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 
@@ -50,15 +51,34 @@ def _closes(key: str, group: dict[str, str]) -> bool:
 
 def _unfolded(text: str) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for line in _inline_base64(text.replace("\r\n", "\n").replace("\r", "\n")).split("\n"):
         if not line.strip():
             out.append((None, ""))
         elif line[0] in " \t" and out and out[-1][0] is not None:
             name, value = out[-1]
-            out[-1] = (name, f"{value} {line.strip()}".strip())
+            out[-1] = (name, (value + line).rstrip())  # RFC 5322 unfolding: drop the CRLF only
         elif match := _FIELD.match(line):
             out.append((match.group(1), match.group(2).strip()))
     return out
+
+
+_ENCODED_GROUP = re.compile(
+    r"^content-transfer-encoding:[ \t]*base64[ \t]*\n(?:[\w-]+:.*\n)*\n((?:[A-Za-z0-9+/=]+\n?)+)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _inline_base64(text: str) -> str:
+    """Groups a gateway base64-encoded inside the report, after a Content-Transfer-Encoding
+    field of their own: decoded in place."""
+
+    def decoded(match: re.Match[str]) -> str:
+        try:
+            return "\n" + base64.b64decode(match.group(1)).decode("utf-8", "replace") + "\n"
+        except ValueError:
+            return match.group(0)
+
+    return _ENCODED_GROUP.sub(decoded, text)
 
 
 def typed_value(value: str) -> str:

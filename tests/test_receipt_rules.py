@@ -1,0 +1,79 @@
+"""The pure rules under receipts: codes in a server's words, reasons, mbox files."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailport.mail.mbox import messages
+from mailport.mail.receipts import reason_for, reply_code_in, status_in
+from mailport.mail.receipts.codes import statuses_in
+
+
+def test_where_replies_nest_the_last_is_the_remote_servers() -> None:
+    said = "554 4.4.7 Message expired: unable to deliver in 840 minutes.<421 4.4.2 Connection timed out"
+    assert statuses_in(said) == ["4.4.7", "4.4.2"]
+    assert reply_code_in(said) == 421
+
+
+def test_sendmails_own_retry_note_is_not_a_reply() -> None:
+    said = "<<< 550 <a@b.example>... User unknown 421 b.example (smtp)... Deferred: Connection timed out"
+    assert reply_code_in(said) == 550
+
+
+def test_codes_that_are_not_smtp_replies_do_not_count() -> None:
+    assert reply_code_in("522 5.2.0 Delivery failed: Over quota") is None
+    assert reply_code_in("exit status 255") is None
+    assert status_in("version 10.4.7.2") == ""
+    assert status_in("ERROR_CODE :5.2.1 <a@b>") == "5.2.1"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words", "reason"),
+    [
+        (
+            "5.1.1",
+            550,
+            "5.1.1 <a@b.example>: Recipient address rejected: User unknown (in reply to RCPT TO command)",
+            "userunknown",
+        ),
+        (
+            "5.0.0",
+            550,
+            "550 Unknown user a@b.example (in reply to end of DATA command)",
+            "filtered",
+        ),
+        ("5.2.2", 552, "Mailbox full", "mailboxfull"),
+        ("5.1.1", 550, "5.1.1 mailbox is full", "mailboxfull"),
+        ("5.2.3", 552, "Message size exceeds fixed maximum message size", "exceedlimit"),
+        (
+            "5.7.1",
+            550,
+            "Service unavailable; client [192.0.2.1] blocked using zen.spamhaus.org",
+            "blocked",
+        ),
+        ("5.7.1", 550, "Message rejected as spam by Content Filtering", "spamdetected"),
+        ("4.4.7", None, "Delivery time expired", "expired"),
+        (
+            "5.4.4",
+            None,
+            "Host or domain name not found. Name service error for name=x.example type=AAAA",
+            "hostunknown",
+        ),
+        (
+            "5.7.26",
+            550,
+            "Unauthenticated email from x.example is not accepted due to domain's DMARC policy",
+            "authfailure",
+        ),
+        ("5.0.0", None, "", "onhold"),
+        ("2.0.0", 250, "Ok: queued", "delivered"),
+    ],
+)
+def test_reasons(status: str, code: int | None, words: str, reason: str) -> None:
+    assert reason_for(status, code, words) == reason
+
+
+def test_an_mbox_file_is_its_messages_and_any_other_file_one() -> None:
+    box = b"From a@b Thu Apr 29 23:34:45 2015\nSubject: one\n\n>From here\n\nFrom c@d Fri Apr 30 00:00:00 2015\nSubject: two\n\nx\n"
+    assert messages(box) == [b"Subject: one\n\nFrom here\n", b"Subject: two\n\nx\n"]
+    assert messages(b"Subject: one\n\nbody\n") == [b"Subject: one\n\nbody\n"]

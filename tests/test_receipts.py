@@ -1,0 +1,155 @@
+"""Receipts read from real mail: DSNs, MDNs, auto-replies and feedback reports, compared with
+the values their sources assert (../shared/corpus/expected.jsonl)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailport.mail.mbox import messages
+from mailport.mail.receipts import Receipt, classify
+from mailport.mail.receipts.fields import typed_value
+from tests.corpus import ROOT, corpus_files, expectations, relative
+from tests.receipt_agreement import MEASURES, is_bounce, measure, table
+
+# How many checks mailport agreed with sisimai on when this was last raised; the test fails
+# on any fall. The issue's bar is 98% (status) and 95% (reason): see issue 5's closing notes.
+FLOOR = {
+    "is_bounce": 280,
+    "recipient_count": 277,
+    "status": 287,
+    "reply_code": 287,
+    "reason": 240,
+    "hard_bounce": 270,
+}
+
+
+def _read(path: str) -> Receipt:
+    return classify((ROOT / path).read_bytes())
+
+
+def test_agreement_with_sisimai_on_the_bounce_corpus() -> None:
+    agreement = measure()
+    print("\n" + table(agreement))
+    for miss in agreement.misses:
+        print(f"  {miss.key()}: sisimai {miss.expected!r}, mailport {miss.got!r}")
+    fallen = {m: agreement.agreed(m) for m in MEASURES if agreement.agreed(m) < FLOOR[m]}
+    assert not fallen, f"agreement fell below its floor: {fallen}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "bounces/mimekit/delivery-status.txt",
+        "bounces/mimekit/delivery-status-no-blank-line.txt",
+        "bounces/mimekit/delivery-status2.txt",
+        "bounces/mimekit/bounce.txt",
+        "bounces/mimekit/delivery-status-multiple-blank-lines.txt",
+    ],
+)
+def test_report_fields_however_the_groups_are_written(path: str) -> None:
+    want = expectations()[path]
+    receipt = _read(path)
+    assert receipt.kind == "dsn"
+    fields = want["recipients"]
+    assert isinstance(fields, list)
+    assert len(receipt.recipients) == len(fields)
+    for ours, theirs in zip(receipt.recipients, fields, strict=True):
+        named = theirs.get("Final-Recipient") or theirs["Original-Recipient"]
+        assert ours.recipient == typed_value(named)
+        if "Action" in theirs:
+            assert ours.action == theirs["Action"]
+        if "Status" in theirs:
+            assert ours.status == theirs["Status"]
+        if "Diagnostic-Code" in theirs:
+            assert ours.diagnostic == typed_value(theirs["Diagnostic-Code"])
+
+
+@pytest.mark.parametrize(
+    "path", ["bounces/mail-gem/report_422.eml", "bounces/mail-gem/report_530.eml"]
+)
+def test_a_delay_is_reported_apart_from_a_failure(path: str) -> None:
+    want = expectations()[path]
+    [ours] = _read(path).recipients
+    assert ours.recipient == typed_value(str(want["final_recipient"]))
+    assert (ours.action, ours.status) == (want["action"], want["status"])
+    assert ours.diagnostic == typed_value(str(want["diagnostic_code"]))
+    assert ours.remote_mta == typed_value(str(want["remote_mta"]))
+    assert is_bounce(Receipt("dsn", recipients=(ours,))) is True  # sisimai's notion
+    assert (ours.action == "failed") is want["is_bounce"]
+
+
+@pytest.mark.parametrize("path", ["bounces/flanker/zed.eml", "bounces/flanker/office365.eml"])
+def test_provider_dsns_give_their_status(path: str) -> None:
+    want = expectations()[path]
+    [ours] = _read(path).recipients
+    assert ours.status == want["status"]
+    if "diagnostic_code" in want:
+        assert ours.diagnostic == typed_value(str(want["diagnostic_code"]))
+    else:
+        assert ours.diagnostic.startswith(typed_value(str(want["diagnostic_code_startswith"])))
+
+
+def test_a_broken_dsn_is_read_without_raising() -> None:
+    receipt = _read("bounces/flanker/delayed-broken.eml")
+    assert receipt.kind in ("dsn", "normal")
+
+
+def test_nothing_outside_the_bounces_is_a_bounce() -> None:
+    dsn_kind = {}
+    for path in corpus_files("negatives", "feedback", "autoreplies", "mime"):
+        receipt = classify(path.read_bytes())
+        assert not any(r.action == "failed" for r in receipt.recipients), relative(path)
+        if receipt.kind == "dsn":
+            dsn_kind[relative(path)] = [r.action for r in receipt.recipients]
+    # The one RFC 3464 report among them is a delay notice ("Warning: could not send message
+    # for past 1 day"), which the mail gem keeps with its MIME fixtures: a DSN, not a bounce.
+    assert dsn_kind == {
+        "mime/mail-gem/mime_emails/raw_email_with_mimepart_without_content_type.eml": ["delayed"]
+    }
+
+
+def test_auto_replies_are_auto_replies() -> None:
+    kinds = {relative(p): classify(p.read_bytes()).kind for p in corpus_files("autoreplies")}
+    assert set(kinds.values()) == {"autoreply"}, kinds
+    assert _read("negatives/sisimai/rb-issue-368-bug.eml").kind == "autoreply"
+
+
+def test_feedback_reports_give_their_type() -> None:
+    for path, want in expectations().items():
+        if not path.startswith("feedback/"):
+            continue
+        receipt = _read(path)
+        results = want.get("results")
+        if isinstance(results, list) and results and results[0].get("feedback_type"):
+            if path.endswith("arf-26.eml"):
+                continue  # a person's "unsubscribe" mail, no report: sisimai's own reading
+            assert (receipt.kind, receipt.feedback_type) == (
+                "feedback",
+                results[0]["feedback_type"],
+            ), path
+        fields = want.get("fields")
+        if isinstance(fields, dict) and "Feedback-Type" in fields:
+            assert (receipt.kind, receipt.feedback_type) == ("feedback", fields["Feedback-Type"])
+
+
+def test_read_receipts_give_the_disposition_and_the_original() -> None:
+    for path in (
+        "receipts/mdn/mimekit/disposition-notification.txt",
+        "receipts/mdn/flanker/disposition-notification.eml",
+    ):
+        receipt = _read(path)
+        assert receipt.kind == "mdn"
+        assert receipt.disposition == "displayed"
+        assert receipt.original_message_id == "<199509192301.23456@example.org>"
+
+
+def test_delivered_reports_say_delivered() -> None:
+    for path in corpus_files("receipts/dsn-delivered"):
+        want = expectations()[relative(path)]
+        receipts = [classify(m) for m in messages(path.read_bytes())]  # one file is an mbox
+        results = want["results"]
+        assert isinstance(results, list)
+        assert {r.kind for r in receipts} == {"dsn"}
+        assert [(r.action, r.status, r.reason) for x in receipts for r in x.recipients] == [
+            ("delivered", w["status"], "delivered") for w in results
+        ]
