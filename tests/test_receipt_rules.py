@@ -10,13 +10,19 @@ from mailport.mail.receipts.codes import statuses_in
 
 
 def test_where_replies_nest_the_last_is_the_remote_servers() -> None:
-    said = "554 4.4.7 Message expired: unable to deliver in 840 minutes.<421 4.4.2 Connection timed out"
+    said = (
+        "554 4.4.7 Message expired: unable to deliver in 840 minutes."
+        "<421 4.4.2 Connection timed out"
+    )
     assert statuses_in(said) == ["4.4.7", "4.4.2"]
     assert reply_code_in(said) == 421
 
 
 def test_sendmails_own_retry_note_is_not_a_reply() -> None:
-    said = "<<< 550 <a@b.example>... User unknown 421 b.example (smtp)... Deferred: Connection timed out"
+    said = (
+        "<<< 550 <a@b.example>... User unknown "
+        "421 b.example (smtp)... Deferred: Connection timed out"
+    )
     assert reply_code_in(said) == 550
 
 
@@ -33,7 +39,8 @@ def test_codes_that_are_not_smtp_replies_do_not_count() -> None:
         (
             "5.1.1",
             550,
-            "5.1.1 <a@b.example>: Recipient address rejected: User unknown (in reply to RCPT TO command)",
+            "5.1.1 <a@b.example>: Recipient address rejected: User unknown"
+            " (in reply to RCPT TO command)",
             "userunknown",
         ),
         (
@@ -74,6 +81,9 @@ def test_reasons(status: str, code: int | None, words: str, reason: str) -> None
 
 
 def test_an_mbox_file_is_its_messages_and_any_other_file_one() -> None:
-    box = b"From a@b Thu Apr 29 23:34:45 2015\nSubject: one\n\n>From here\n\nFrom c@d Fri Apr 30 00:00:00 2015\nSubject: two\n\nx\n"
+    box = (
+        b"From a@b Thu Apr 29 23:34:45 2015\nSubject: one\n\n>From here\n\n"
+        b"From c@d Fri Apr 30 00:00:00 2015\nSubject: two\n\nx\n"
+    )
     assert messages(box) == [b"Subject: one\n\nFrom here\n", b"Subject: two\n\nx\n"]
     assert messages(b"Subject: one\n\nbody\n") == [b"Subject: one\n\nbody\n"]
