@@ -24,7 +24,9 @@ from mailport.config.routing import route
 from mailport.mail.compose import HeaderInjectionError, OutboundMessage, compose
 from mailport.mail.message import Address, ParsedMessage
 from mailport.mail.parse import parse
-from mailport.store import Contact, Fate, Fenced, Finished, Outgoing, Store
+from mailport.mail.receipts import Receipt, classify
+from mailport.mail.receipts.correlation import quoted_ids, tagged_ids
+from mailport.store import Arrived, Contact, Fate, Fenced, Finished, Outgoing, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,9 @@ class RouterShard:
         # between this read and our own commit.
         known = await store.fates([i.key for i in items])
         results: dict[str, Fate | None] = {k: f for k, f in known.items() if f.finished}
-        todo = [(item, await self._decide(item)) for item in items if item.key not in results]
+        todo = [
+            (item, await self._decide(store, item)) for item in items if item.key not in results
+        ]
         if not todo:
             return results
         try:
@@ -109,13 +113,21 @@ class RouterShard:
                 )
             )
 
-    async def _decide(self, item: InboundItem) -> Finished:
+    async def _decide(self, store: Store, item: InboundItem) -> Finished:
         try:
             message = parse(item.raw)
         except Exception as exc:  # parse() is built not to raise; if it does, keep the mail
             return _quarantined(item, None, f"parser crashed: {type(exc).__name__}: {exc}")
         if message.fatal:
             return _quarantined(item, message, message.fatal)
+        try:
+            receipt = classify(item.raw)
+        except Exception as exc:  # built not to raise, like parse(); if it does, keep the mail
+            return _quarantined(item, message, f"receipt reader crashed: {exc!r}")
+        if receipt.kind != "normal":
+            # A receipt goes to the application that sent what it answers, never to the
+            # routing rules: an application answering a bounce is how mail loops start.
+            return await _receipt(store, item, message, receipt)
         name = route(self.settings.routing, message)
         app = self.settings.application(name)
         context = ApplicationContext(
@@ -171,6 +183,17 @@ class RouterShard:
         direction: str = "in",
     ) -> None:
         self.events.emit(Event(direction, item.connection, application, message_id, status, detail))
+
+
+async def _receipt(
+    store: Store, item: InboundItem, message: ParsedMessage, receipt: Receipt
+) -> Finished:
+    match = await store.match_outbound(tagged_ids(receipt, item.raw), quoted_ids(receipt, item.raw))
+    outbound_id, message_id, application = match or (None, None, None)
+    said = f"{receipt.kind} for {message_id}" if match else f"{receipt.kind}, orphaned"
+    contact = _contact(item, message, "receipt", said, application)
+    arrived = Arrived(receipt, outbound_id, message_id, application)
+    return Finished(item.connection, item.epoch, item.key, Fate.DONE, contact, receipt=arrived)
 
 
 def _render(message: OutboundMessage, key: str, n: int, application: str) -> Outgoing:

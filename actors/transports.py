@@ -15,6 +15,7 @@ from mailport.actors.smtp_client import NothingSent, Sent, SmtpError, SmtpSessio
 from mailport.actors.tls import client_context
 from mailport.config.handlers import resolve
 from mailport.config.models import MaildirOutbound, Security, SmtpOutbound
+from mailport.mail.receipts.correlation import envelope_tag, verp_sender
 from mailport.store import QueuedMail
 
 
@@ -200,7 +201,8 @@ class SmtpPool:
         self, session: SmtpSession, mail: QueuedMail, recipients: tuple[str, ...]
     ) -> Sent:
         dsn = self._dsn(session, mail)
-        return await session.send(mail.sender, recipients, mail.data, smtputf8=mail.smtputf8, **dsn)
+        sender = verp_sender(mail.sender, mail.id) if self.config.verp else mail.sender
+        return await session.send(sender, recipients, mail.data, smtputf8=mail.smtputf8, **dsn)
 
     def _dsn(self, session: SmtpSession, mail: QueuedMail) -> dict[str, Any]:
         """DSN parameters, where asked for and the server offers DSN (RFC 3461)."""
@@ -268,7 +270,7 @@ class SmtpPool:
 
 def envelope_id(mail_id: int) -> str:
     """The ENVID a DSN brings back, naming the queued message it reports on."""
-    return f"mailport.{mail_id}"
+    return envelope_tag(mail_id)
 
 
 def _close_quietly(session: SmtpSession | None) -> None:

@@ -113,6 +113,10 @@ class SmtpOutbound(_Server):
     """Sender domains this connection may carry; empty for any."""
     dsn: DsnRequest | None = None
     """Registered delivery: ask for DSNs (NOTIFY, RET, and ENVID naming the queued message)."""
+    verp: bool = False
+    """VERP return paths: each message is sent from `local+mailport.<id>@domain`, so a
+    bounce names the message it reports on even when the bouncing server drops the ENVID.
+    The sender's server must deliver plus-addresses to the sender's mailbox."""
     auth_mechanism: Literal["PLAIN", "LOGIN", "XOAUTH2"] | None = None
     """None: PLAIN where offered, else LOGIN."""
     token_provider: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")

@@ -38,6 +38,9 @@ class OutboundMessage:
     attachments: tuple[OutgoingAttachment, ...] = ()
     headers: tuple[tuple[str, str], ...] = field(default=())
     reply_to: tuple[Address, ...] = ()
+    read_receipt: bool = False
+    """Ask the recipient's client for a read receipt (RFC 8098 Disposition-Notification-To,
+    naming the From address); it comes back as an MDN to the application's receipt handler."""
 
     @property
     def envelope_recipients(self) -> tuple[str, ...]:
@@ -72,6 +75,8 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
         top.append(header_writer.address_field("Cc", list(message.cc)))
     if message.reply_to:
         top.append(header_writer.address_field("Reply-To", list(message.reply_to)))
+    if message.read_receipt:
+        top.append(header_writer.address_field("Disposition-Notification-To", [message.from_]))
     top.append(header_writer.field("Subject", message.subject))
     top.append(f"Date: {email.utils.format_datetime(datetime.now(UTC))}\r\n")
     ids = [("Message-ID", message_id)]
@@ -114,7 +119,7 @@ def compose(message: OutboundMessage, *, message_id: str | None = None) -> Compo
 # The email package folds a long id list as unstructured text, into RFC 2047 encoded words
 # that no client reads as ids; these are written as they are, folded only between ids.
 _ID_HEADERS = {"message-id", "in-reply-to", "references"}
-_ADDRESS_HEADERS = {"reply-to", "sender"}
+_ADDRESS_HEADERS = {"reply-to", "sender", "disposition-notification-to"}
 # Written by compose itself, from the message's fields.
 _OWN_HEADERS = {
     "from",

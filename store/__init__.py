@@ -2,6 +2,7 @@
 quarantine."""
 
 from mailport.store.records import (
+    Arrived,
     Contact,
     Fate,
     Fenced,
@@ -15,6 +16,7 @@ from mailport.store.records import (
 from mailport.store.store import Store
 
 __all__ = [
+    "Arrived",
     "Contact",
     "Fate",
     "Fenced",

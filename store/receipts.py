@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailport.mail.receipts import Receipt
 from mailport.store import schema
-from mailport.store.records import StoredReceipt
+from mailport.store.records import Arrived, StoredReceipt
 
 
 class _Transactions(Protocol):
@@ -55,6 +55,52 @@ class ReceiptsBook:
                     .values(state=state, error=error, handled_at=now, lease_until=None)
                 )
 
+    async def match_outbound(
+        self: _Transactions, outbound_ids: Iterable[int], message_ids: Iterable[str]
+    ) -> tuple[int, str, str | None] | None:
+        """The outbound message a receipt answers: by the id its ENVID or VERP address
+        carries, else by a Message-ID it quotes. (id, Message-ID, application), or None."""
+        t = schema.outbound
+        columns = (t.c.id, t.c.message_id, t.c.application)
+        async with self.engine.connect() as conn:
+            for query in (
+                select(*columns).where(t.c.id.in_(list(outbound_ids))),
+                select(*columns).where(t.c.message_id.in_(list(message_ids))),
+            ):
+                row = (await conn.execute(query.limit(1))).first()
+                if row is not None:
+                    return int(row.id), str(row.message_id), row.application
+        return None
+
+    async def timeline(self: _Transactions, outbound_id: int) -> list[dict[str, Any]]:
+        """What became of one outbound message, oldest first: every delivery attempt of
+        every recipient, then every receipt."""
+        a, r = schema.outbound_attempts, schema.receipts
+        async with self.engine.connect() as conn:
+            tried = await conn.execute(select(a).where(a.c.outbound_id == outbound_id))
+            came = await conn.execute(select(r).where(r.c.outbound_id == outbound_id))
+            events = [
+                {
+                    "at": row.at,
+                    "event": "attempt",
+                    "recipient": row.recipient,
+                    "outcome": row.outcome,
+                    "code": row.code,
+                    "text": row.text,
+                }
+                for row in tried
+            ] + [
+                {
+                    "at": row.received_at,
+                    "event": row.kind,
+                    "source": row.source,
+                    "state": row.state,
+                    "receipt": json.loads(row.data),
+                }
+                for row in came
+            ]
+        return sorted(events, key=lambda e: e["at"])
+
     async def receipts(
         self: _Transactions, *, outbound_id: int | None = None, state: str | None = None
     ) -> list[StoredReceipt]:
@@ -73,6 +119,47 @@ class ReceiptsBook:
 async def record_receipts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(schema.receipts), rows)
+
+
+async def record_arrived(conn: AsyncConnection, arrived: Arrived, key: str, now: float) -> None:
+    """A receipt that came by mail: kept for its application (or as orphaned), and what it
+    says written on the outbound message it answers."""
+    state = "pending" if arrived.outbound_id is not None else "orphaned"
+    row = receipt_row(
+        arrived.receipt,
+        source="mail",
+        source_key=key,
+        outbound_id=arrived.outbound_id,
+        message_id=arrived.message_id,
+        application=arrived.application,
+        state=state,
+        now=now,
+    )
+    await record_receipts(conn, [row])
+    if arrived.outbound_id is not None and arrived.receipt.kind == "dsn":
+        await _mark_outbound(conn, arrived.outbound_id, arrived.receipt)
+
+
+async def _mark_outbound(conn: AsyncConnection, outbound_id: int, receipt: Receipt) -> None:
+    """A DSN's word on the message: failed when every recipient it names failed and no
+    recipient of ours is left; delivered when each it names was delivered."""
+    t = schema.outbound
+    row = (await conn.execute(select(t.c.recipients).where(t.c.id == outbound_id))).first()
+    if row is None:
+        return
+    ours = {r.lower() for r in json.loads(row.recipients)}
+    failed = [r for r in receipt.recipients if r.action == "failed"]
+    values: dict[str, Any] = {}
+    if failed:
+        values["last_error"] = "; ".join(
+            f"{r.recipient}: {r.status} {r.reason}: {r.diagnostic}".strip() for r in failed
+        )
+        if ours <= {r.recipient.lower() for r in failed} or len(ours) == len(failed):
+            values["state"] = "failed"
+    elif receipt.recipients and all(r.action == "delivered" for r in receipt.recipients):
+        values["state"] = "delivered"
+    if values:
+        await conn.execute(update(t).where(t.c.id == outbound_id).values(**values))
 
 
 def receipt_row(

@@ -60,6 +60,18 @@ class Finished:
     outgoing: tuple[Outgoing, ...] = ()
     quarantine: tuple[str, bytes] | None = None
     """The reason, and the message's bytes, when it is quarantined."""
+    receipt: Arrived | None = None
+    """When the message is a receipt for mail we sent: what it says, and which mail."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrived:
+    """A receipt that came by mail, and the outbound message it answers (None: orphaned)."""
+
+    receipt: Receipt
+    outbound_id: int | None
+    message_id: str | None
+    application: str | None
 
 
 @dataclass(frozen=True, slots=True)

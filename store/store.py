@@ -14,7 +14,7 @@ from sqlalchemy import delete, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailport.store import schema
-from mailport.store.receipts import ReceiptsBook, receipt_row, record_receipts
+from mailport.store.receipts import ReceiptsBook, receipt_row, record_arrived, record_receipts
 from mailport.store.records import (
     Contact,
     Fate,
@@ -497,6 +497,8 @@ async def _record(conn: AsyncConnection, o: Finished, *, known: bool, now: float
     )
     if o.outgoing:
         await _queue(conn, o.outgoing, o.key, now)
+    if o.receipt is not None:
+        await record_arrived(conn, o.receipt, o.key, now)
     if o.quarantine is not None:
         reason, raw = o.quarantine
         await conn.execute(
