@@ -312,6 +312,11 @@ def _status(path: Path | None, as_json: bool) -> int:
             Text(state.get("error") or ""),
         )
     console.print(table)
+    receipts = status.get("receipts") or {}
+    if receipts:
+        # Orphaned: reports about nothing we sent, kept for an operator to look at.
+        said = ", ".join(f"{n} {state}" for state, n in sorted(receipts.items()))
+        console.print(Text(f"receipts: {said}"))
     for alarm in status.get("alarms", []):
         err.print(
             f"ALARM {alarm['severity']} {alarm['key']} (x{alarm['count']}): {alarm['text']}",

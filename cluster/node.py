@@ -213,6 +213,7 @@ class Node:
             "counts": await self.snapshot(),
             "actors": await self.supervise(),
             "alarms": await self.store.open_alarms() if self.store else [],
+            "receipts": await self.store.receipt_states() if self.store else {},
             # What it runs with, for the commands that act on it (secrets are references).
             "settings": self.settings.model_dump(mode="json"),
         }

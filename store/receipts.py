@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailport.mail.receipts import Receipt
@@ -100,6 +100,13 @@ class ReceiptsBook:
                 for row in came
             ]
         return sorted(events, key=lambda e: e["at"])
+
+    async def receipt_states(self: _Transactions) -> dict[str, int]:
+        """How many receipts are in each state: pending, handled, orphaned, failed, …"""
+        r = schema.receipts
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(r.c.state, func.count()).group_by(r.c.state))
+            return {state: n for state, n in rows}
 
     async def receipts(
         self: _Transactions, *, outbound_id: int | None = None, state: str | None = None
