@@ -16,8 +16,12 @@ from mailport.mail import parse
 DEFAULT = policy.default
 
 
+def corpus_root(options: Options) -> Path:
+    return Path(options.corpus or os.environ.get("MAILPORT_CORPUS", "../shared/corpus"))
+
+
 def corpus(options: Options) -> list[bytes]:
-    root = Path(options.corpus or os.environ.get("MAILPORT_CORPUS", "../shared/corpus"))
+    root = corpus_root(options)
     files = sorted(
         p
         for p in root.rglob("*")

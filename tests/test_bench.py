@@ -13,7 +13,11 @@ CLI = [sys.executable, "-m", "mailport.cluster.cli", "bench"]
 
 def test_list_names_the_scenarios() -> None:
     result = subprocess.run([*CLI, "--list"], capture_output=True, text=True, check=True)
-    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["outbound", "parse"]
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        "outbound",
+        "parse",
+        "receipts",
+    ]
 
 
 def test_parse_scenario_ends_with_one_json_object() -> None:
@@ -32,6 +36,22 @@ def test_parse_scenario_ends_with_one_json_object() -> None:
     assert figures["details"]["messages"] == len(corpus_files(""))
     assert figures["mailport"] > 0 and figures["anchor"] > 0
     assert figures["ratio"] == round(figures["mailport"] / figures["anchor"], 3)
+
+
+def test_receipts_scenario_classifies_every_bounce() -> None:
+    corpus_files()
+    result = subprocess.run(
+        [*CLI, "receipts", "--quick", "--json", "--corpus", str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (figures["scenario"], figures["unit"]) == ("receipts", "messages/s")
+    assert figures["details"]["messages"] == len(corpus_files("bounces"))
+    assert sum(figures["details"]["kinds"].values()) == len(corpus_files("bounces"))
 
 
 def test_outbound_scenario_sends_through_the_queue_and_ends_with_json() -> None:
