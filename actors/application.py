@@ -44,10 +44,13 @@ class ApplicationContext:
         *,
         reply_all: bool = False,
         automatic: bool = True,
+        insist: bool = False,
     ) -> None:
         """Queue a reply; a message that cannot be answered is recorded as unanswerable.
         automatic=False for a person's answer relayed by the application: it is then not
-        marked Auto-Submitted (RFC 3834), so the customer's autoresponder may answer it."""
+        marked Auto-Submitted (RFC 3834), so the customer's autoresponder may answer it.
+        insist=True answers automatic mail (list mail, say) that is otherwise left alone;
+        the per-sender limit on automatic replies holds all the same."""
         try:
             self.outbox.append(
                 reply_to(
@@ -57,6 +60,7 @@ class ApplicationContext:
                     html=html,
                     reply_all=reply_all,
                     automatic=automatic,
+                    insist=insist,
                 )
             )
         except Unanswerable as exc:

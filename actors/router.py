@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ from mailport.mail.message import Address, ParsedMessage
 from mailport.mail.parse import parse
 from mailport.mail.receipts import Receipt, classify
 from mailport.mail.receipts.correlation import quoted_ids, tagged_ids
-from mailport.store import Arrived, Contact, Fate, Fenced, Finished, Outgoing, Store
+from mailport.store import (
+    Arrived,
+    Contact,
+    Fate,
+    Fenced,
+    Finished,
+    Outgoing,
+    ReplyLimit,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +166,21 @@ class RouterShard:
         if context.unanswerable and not outgoing:
             status, reason = "unanswerable", context.unanswerable
         contact = _contact(item, message, status, reason, name)
-        return Finished(item.connection, item.epoch, item.key, Fate.DONE, contact, outgoing)
+        limit = self._limit(message, context.outbox)
+        return Finished(
+            item.connection, item.epoch, item.key, Fate.DONE, contact, outgoing, limit=limit
+        )
+
+    def _limit(self, message: ParsedMessage, outbox: list[OutboundMessage]) -> ReplyLimit | None:
+        """Automatic replies count against the sender's daily allowance (RFC 3834 section 2)."""
+        automatic = any(n.lower() == "auto-submitted" for m in outbox for n, _ in m.headers)
+        if not automatic or not message.from_:
+            return None
+        return ReplyLimit(
+            message.from_[0].address,
+            self.settings.automatic_replies_per_sender,
+            time.time() - 86400,
+        )
 
     def _wake_outbound(self) -> None:
         """Tell the outbound connections there is new mail rather than wait for their poll."""

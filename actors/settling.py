@@ -61,14 +61,24 @@ def settle(
         note=note,
         retry_at=now + retry_in(mail.attempts, result.connection_failed) if deferred else None,
         pending=tuple(a.recipient for a in deferred),
-        receipt=failure_receipt(mail, failed, gave_up, remote) if failed else None,
+        receipt=failure_receipt(mail, failed, gave_up, remote, _commands(result))
+        if failed
+        else None,
         message_id=mail.message_id,
         application=mail.application,
     )
 
 
+def _commands(result: Result) -> dict[str, str]:
+    return {r.recipient: r.command for r in result.replies if r.command}
+
+
 def failure_receipt(
-    mail: QueuedMail, failed: list[RecipientAttempt], gave_up: set[str], remote: str
+    mail: QueuedMail,
+    failed: list[RecipientAttempt],
+    gave_up: set[str],
+    remote: str,
+    commands: dict[str, str] | None = None,
 ) -> Receipt:
     """The recipients refused for good, as a receipt for the sending application: the
     same shape as a DSN that came back by mail, so one handler reads both."""
@@ -79,7 +89,9 @@ def failure_receipt(
             # The last server's status says most; with none, "delivery time expired".
             reason, status = "expired", status or "4.4.7"
         else:
-            reason = reason_for(status, a.code, a.text)
+            command = (commands or {}).get(a.recipient)
+            said = f"in reply to {command} command" if command else ""
+            reason = reason_for(status, a.code, a.text, context=said)
         recipients.append(
             RecipientStatus(
                 recipient=a.recipient,

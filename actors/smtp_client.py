@@ -43,9 +43,11 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """Each recipient's final reply, in the order given."""
+    """Each recipient's final reply, in the order given, and the command it answered
+    (MAIL, RCPT or DATA): a refusal after DATA is of the message, not of the address."""
 
     replies: tuple[Reply, ...]
+    commands: tuple[str, ...] = ()
 
 
 @dataclass
@@ -147,10 +149,16 @@ class SmtpSession:
             if data_reply is None or data_reply.code != 354:
                 await self._reset()
                 refusal = data_reply or Reply(554, "5.5.1 no valid recipients")
-                return Sent(tuple(r if not r.ok else refusal for r in rcpt_replies))
+                return Sent(
+                    tuple(r if not r.ok else refusal for r in rcpt_replies),
+                    tuple("RCPT" if not r.ok else "DATA" for r in rcpt_replies),
+                )
             self._write(body + b".\r\n")
             final = await self._read()
-        return Sent(tuple(r if not r.ok else final for r in rcpt_replies))
+        return Sent(
+            tuple(r if not r.ok else final for r in rcpt_replies),
+            tuple("RCPT" if not r.ok else "DATA" for r in rcpt_replies),
+        )
 
     async def _envelope(self, encoded: list[bytes], count: int) -> list[Reply]:
         """MAIL, RCPT and DATA, pipelined where the server allows; their replies."""
@@ -260,7 +268,7 @@ def xtext(text: str) -> str:
 
 
 def _every(recipients: Sequence[str], reply: Reply) -> Sent:
-    return Sent(tuple(reply for _ in recipients))
+    return Sent(tuple(reply for _ in recipients), tuple("MAIL" for _ in recipients))
 
 
 def _b64(text: str) -> bytes:

@@ -26,6 +26,8 @@ class Reply:
     recipient: str
     code: int | None
     text: str
+    command: str = ""
+    """The SMTP command the reply answered (MAIL, RCPT, DATA); empty when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +174,10 @@ class SmtpPool:
                 session = None
                 session = await self._connect()
                 sent = await self._send(session, mail, recipients)
+            commands = sent.commands or ("",) * len(recipients)
             replies = tuple(
-                Reply(r, reply.code, reply.text)
-                for r, reply in zip(recipients, sent.replies, strict=True)
+                Reply(r, reply.code, reply.text, command)
+                for r, reply, command in zip(recipients, sent.replies, commands, strict=True)
             )
             # 421 is the server closing the session: a fault of the connection, not the mail.
             return Result(replies, connection_failed=any(r.code == 421 for r in replies))

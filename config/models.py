@@ -186,6 +186,9 @@ class Settings(_Model):
     outbound: tuple[Outbound, ...] = (MaildirOutbound(kind="maildir", name="outbox"),)
     applications: tuple[Application, ...] = (ACKNOWLEDGE,)
     routing: Routing = Routing()
+    automatic_replies_per_sender: int = Field(default=20, ge=0)
+    """Automatic replies one sender may get a day (RFC 3834 section 2): past it, the message
+    is recorded as unanswerable, so two autoresponders cannot keep each other busy."""
     outbound_lifetime: float = Field(default=5 * 86400.0, gt=0)
     """Seconds a message may stay deferred before it fails (Postfix's default: 5 days)."""
 

@@ -70,10 +70,12 @@ def reply_to(
     reply_all: bool = False,
     own: frozenset[str] = frozenset(),
     automatic: bool = True,
+    insist: bool = False,
 ) -> OutboundMessage:
     """A reply quoting the original; raises Unanswerable when there is nobody to answer.
-    An automatic reply says so (Auto-Submitted: auto-replied, RFC 3834)."""
-    if original.auto_submitted:
+    An automatic reply says so (Auto-Submitted: auto-replied, RFC 3834). Automatic mail is
+    not answered unless the caller insists (a list's owner answering its list, say)."""
+    if original.auto_submitted and not insist:
         raise Unanswerable(f"automatic mail is never answered: {original.auto_submitted}")
     own = own | {from_.address.lower()}
     recipients = reply_recipients(original, own=own)

@@ -10,6 +10,7 @@ from mailport.store.records import (
     Outgoing,
     QueuedMail,
     RecipientAttempt,
+    ReplyLimit,
     Settled,
     StoredReceipt,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Outgoing",
     "QueuedMail",
     "RecipientAttempt",
+    "ReplyLimit",
     "Settled",
     "Store",
     "StoredReceipt",

@@ -62,6 +62,16 @@ class Finished:
     """The reason, and the message's bytes, when it is quarantined."""
     receipt: Arrived | None = None
     """When the message is a receipt for mail we sent: what it says, and which mail."""
+    limit: ReplyLimit | None = None
+    """For automatic replies: how many the sender may have had; checked in the transaction
+    that queues them, so shards working at once cannot both slip past it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyLimit:
+    sender: str
+    most: int
+    since: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -415,6 +415,11 @@ class Store(ReceiptsBook):
 
     # -- queries -------------------------------------------------------------------------
 
+    async def replies_to(self, sender: str, since: float) -> int:
+        """How many messages from this sender since then were answered."""
+        async with self.engine.connect() as conn:
+            return await _replies_to(conn, sender, since)
+
     async def outbound_states(self) -> dict[str, int]:
         t = schema.outbound
         async with self.engine.connect() as conn:
@@ -475,7 +480,30 @@ async def _fates(conn: AsyncConnection, keys: list[str]) -> dict[str, Fate]:
     return fates
 
 
+async def _replies_to(conn: AsyncConnection, sender: str, since: float) -> int:
+    c, t = schema.contacts, schema.outbound
+    query = (
+        select(func.count(func.distinct(c.c.dedupe_key)))
+        .select_from(c.join(t, t.c.source_key == c.c.dedupe_key))
+        .where(func.lower(c.c.sender) == sender.lower(), c.c.created_at >= since)
+    )
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def _within_limit(conn: AsyncConnection, o: Finished) -> Finished:
+    """The outcome, without its replies if the sender has had all it may have."""
+    limit = o.limit
+    if limit is None or not o.outgoing:
+        return o
+    if await _replies_to(conn, limit.sender, limit.since) < limit.most:
+        return o
+    why = f"the limit of {limit.most} automatic replies a day to this sender is reached"
+    contact = dataclasses.replace(o.contact, status="unanswerable", reason=why)
+    return dataclasses.replace(o, contact=contact, outgoing=())
+
+
 async def _record(conn: AsyncConnection, o: Finished, *, known: bool, now: float) -> None:
+    o = await _within_limit(conn, o)
     t = schema.inbound
     if known:
         await conn.execute(

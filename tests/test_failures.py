@@ -13,6 +13,7 @@ from mailport.config.models import SmtpListenerInbound
 from mailport.config.secrets import SecretSource
 from mailport.store import Store
 from tests.apps import read_ledger, receipt_ledger
+from tests.conftest import AUTOMATIC_REPLIES
 from tests.flow import imap, msgid, wait_until
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp_sink import SmtpSink
@@ -227,3 +228,43 @@ async def test_a_recipient_the_server_refuses_is_recorded_and_handed_to_the_appl
 
 async def _data(store: Store, row: dict[str, Any]) -> bytes:
     return await store.outbound_data(row["message_id"]) or b""
+
+
+async def test_automatic_replies_to_one_sender_stop_at_the_daily_limit(
+    node: Node, smtp_sink: SmtpSink, store: Store
+) -> None:
+    """An autoresponder that the headers do not reveal would answer every acknowledgement:
+    past the limit, its mail is recorded as unanswerable and nothing more is sent to it."""
+    sender = f"robot-{free_port()}@example.org"
+    config = SmtpListenerInbound(kind="smtp-listener", name=f"mx-{free_port()}", port=free_port())
+    await node.add_inbound(config)
+    try:
+
+        async def listening() -> bool:
+            return (await _state(node, config.name)).get("state") == "idle"
+
+        await wait_until(listening, 30, "the SMTP listener")
+        with smtplib.SMTP("127.0.0.1", config.port) as client:
+            for n in range(AUTOMATIC_REPLIES + 1):
+                message = EmailMessage()
+                message["From"] = sender
+                message["To"] = "support@example.com"
+                message["Subject"] = f"Re: ticket {n}"
+                message["Message-ID"] = f"<robot-{n}-{sender}>"
+                message.set_content("thanks")
+                client.send_message(message)
+
+        async def all_recorded() -> bool:
+            rows = [r for r in await store.rows("contacts") if r["sender"] == sender]
+            return len(rows) == AUTOMATIC_REPLIES + 1
+
+        await wait_until(all_recorded, 60, "every message to be processed")
+    finally:
+        await node.remove_inbound(config.name)
+    rows = [r for r in await store.rows("contacts") if r["sender"] == sender]
+    statuses = [r["status"] for r in sorted(rows, key=lambda r: r["id"])]
+    assert statuses.count("handled") == AUTOMATIC_REPLIES
+    [refused] = [r for r in rows if r["status"] == "unanswerable"]
+    assert refused["reason"] == (
+        f"the limit of {AUTOMATIC_REPLIES} automatic replies a day to this sender is reached"
+    )

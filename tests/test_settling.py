@@ -80,10 +80,18 @@ def test_a_deferral_gives_no_receipt_and_giving_up_gives_expired() -> None:
 
 
 def test_a_reply_without_an_enhanced_code_keeps_its_class() -> None:
-    result = Result.every(
-        ("a@example.test",), 550, "Requested action not taken: mailbox unavailable"
-    )
+    words = "Requested action not taken: mailbox unavailable"
+    result = Result((Reply("a@example.test", 550, words, "RCPT"),))
     done = settle(_mail(), result, "relay", lifetime=DAY, now=1001.0)
     assert done.receipt is not None
     [r] = done.receipt.recipients
     assert (r.status, r.reply_code, r.reason, r.hard_bounce) == ("5.0.0", 550, "userunknown", True)
+
+
+def test_the_same_words_after_data_are_a_filter_not_the_address() -> None:
+    words = "5.7.1 Unknown user a@example.test"
+    result = Result((Reply("a@example.test", 550, words, "DATA"),))
+    done = settle(_mail(), result, "relay", lifetime=DAY, now=1001.0)
+    assert done.receipt is not None
+    [r] = done.receipt.recipients
+    assert (r.status, r.reason, r.hard_bounce) == ("5.7.1", "filtered", False)

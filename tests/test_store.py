@@ -15,6 +15,7 @@ from mailport.store import (
     Finished,
     Outgoing,
     RecipientAttempt,
+    ReplyLimit,
     Settled,
     Store,
 )
@@ -129,3 +130,35 @@ async def test_an_operators_pool_size_holds_until_the_settings_change(store: Sto
             "pool size 6 -> 8: the settings changed from 4 to 8, and the settings win",
         ),
     ]
+
+
+async def test_replies_to_a_sender_are_counted_over_a_period(store: Store) -> None:
+    """What the per-sender limit on automatic replies reads (RFC 3834 section 2)."""
+    await store.fence("c", 1)
+    before = time.time()
+    for n in range(3):
+        key = f"c:ann:{n}"
+        await store.claim("c", 1, [key])
+        contact = Contact(
+            "in", "c", "app", f"<in{n}@x.example>", "ann@x.example", (), "s", "handled"
+        )
+        await store.finish([Finished("c", 1, key, Fate.DONE, contact, (_reply(n),))])
+    unanswered = Contact("in", "c", "app", "<in9@x.example>", "ann@x.example", (), "s", "handled")
+    await store.claim("c", 1, ["c:ann:9"])
+    await store.finish([Finished("c", 1, "c:ann:9", Fate.DONE, unanswered)])
+    assert await store.replies_to("ANN@x.example", before) == 3
+    assert await store.replies_to("bob@x.example", before) == 0
+    assert await store.replies_to("ann@x.example", time.time() + 1) == 0
+    # Past the limit, the reply is not queued and the message says why.
+    await store.claim("c", 1, ["c:ann:10"])
+    contact = Contact("in", "c", "app", "<in10@x.example>", "ann@x.example", (), "s", "handled")
+    limit = ReplyLimit("ann@x.example", 3, before)
+    await store.finish(
+        [Finished("c", 1, "c:ann:10", Fate.DONE, contact, (_reply(10),), limit=limit)]
+    )
+    [row] = await store.rows("contacts", dedupe_key="c:ann:10")
+    assert (row["status"], row["reason"]) == (
+        "unanswerable",
+        "the limit of 3 automatic replies a day to this sender is reached",
+    )
+    assert await store.rows("outbound", source_key="c:ann:10") == []
