@@ -106,6 +106,7 @@ def _dsn(report: Report, text: str, original: str | None) -> Receipt:
 
 
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
+_CLASS_OF = {"delay": "4.0.0", "deliv": "2.0.0", "relay": "2.0.0", "expan": "2.0.0"}
 
 
 def _action(said: str, status: str) -> str:
@@ -135,8 +136,8 @@ def _status(
     code = reply_code_in(diagnostic) or reply_code_in(context)
     if code is not None and status and str(code)[0] != status[0]:
         code = None  # a 5xx reply beside a 4.x.x status: the two disagree, trust neither
-    if not status:
-        status = status_from_reply(code) or ("4.0.0" if action == "delayed" else "")
+    if not status:  # the class alone: from the reply, else from the action
+        status = status_from_reply(code) or _CLASS_OF.get(action[:5], "5.0.0")
     action = _action(action, status)
     reason = reason_for(status, code, diagnostic, action, context)
     return RecipientStatus(

@@ -17,10 +17,12 @@ _LEADING = re.compile(
 )
 # "Could not be delivered to: <a@b>", "Delivery to the following recipient failed: a@b".
 _INLINE = re.compile(
-    rf"(?:deliver(?:ed|y)? to|recipient|addressee|address|destinataire|empf\u00e4nger)"
+    rf"(?:deliver\w*(?: \w+){{0,3}} to|recipient|addressee|address|destinataire|empf\u00e4nger)"
     rf"[^<@\n]{{0,40}}?[:\s]\s*<?({_ADDRESS})>?",
     re.IGNORECASE,
 )
+# Sendmail's "554 <a@b>... Service unavailable" and "<a@b>... User unknown".
+_SENDMAIL = re.compile(rf"^\s*(?:[45]\d\d[ -])?<({_ADDRESS})>\.\.\.\s*(.*)$", re.IGNORECASE)
 _RCPT = re.compile(rf"RCPT TO:?\s*<?({_ADDRESS})>?", re.IGNORECASE)
 _ANY = re.compile(_ADDRESS)
 _LABELLED = re.compile(
@@ -37,7 +39,7 @@ _RETURNED = re.compile(
     r"|.*(?:original message follows|below this line is a copy|unsent message below"
     r"|the original message headers? (?:is|are|follows?)|original message headers?:"
     r"|following is a copy of the|your message (?:reads|was) \(in part\)|message text follows"
-    r"|returned message follows)"
+    r"|returned message follows|message headers follow)"
     r"|content-type:\s*message/rfc822)",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -85,7 +87,10 @@ def _named_lines(lines: list[str]) -> list[tuple[str, str]]:
     """Addresses that a line names as its subject, with the words about them."""
     out = []
     for i, line in enumerate(lines):
-        if labelled := _LABELLED.match(line):
+        if sendmail := _SENDMAIL.match(line):
+            address = sendmail.group(1)
+            words = " ".join([line.strip(), _near(lines, i + 1, address)])
+        elif labelled := _LABELLED.match(line):
             address, words = labelled.group(1), _near(lines, i + 1, labelled.group(1))
         elif alone := _ALONE.match(line):
             address, words = alone.group(1), _near(lines, i + 1, alone.group(1))

@@ -157,6 +157,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
     (
         "failedstarttls",
         (
+            r"does not support tls",
             r"starttls",
             r"must issue a starttls",
             r"tls (?:is )?required",
@@ -335,7 +336,6 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"(?:user|recipient|mailbox|address|account) (?:does not|doesn't|does n't) exist",
             r"(?:user|recipient|mailbox|address|account) (?:\S+ )?"
             r"(?:not|isn't) (?:found|known|listed|valid|exist)",
-            r"recipient (?:address )?rejected",
             r"(?:not|isn't) a (?:valid|known) (?:user|mailbox|recipient)",
             r"unknown or illegal alias",
             r"mailbox unavailable",
