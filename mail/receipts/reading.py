@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import re
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from email.message import Message
 
 from mailport.mail.charsets import decode
@@ -32,6 +33,8 @@ class Report:
     returned: Message | None = None
     """The returned message, or its headers."""
     returned_text: str = ""
+    subject: str = ""
+    """Decoded, from the raw bytes: 8-bit subjects are UTF-8 more often than not."""
 
 
 def read(raw: bytes) -> Report:
@@ -41,9 +44,24 @@ def read(raw: bytes) -> Report:
     message = email.message_from_bytes(
         _REPORT_TYPES.sub(rb"\1" + REPORT_PREFIX.encode() + rb"\2", raw), policy=READING
     )
-    report = Report(message)
+    report = Report(message, subject=_subject(raw))
     _walk(message, report, top=True)
     return report
+
+
+_SUBJECT = re.compile(rb"^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _subject(raw: bytes) -> str:
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    match = _SUBJECT.search(head)
+    if match is None:
+        return ""
+    value = b" ".join(match.group(1).split()).decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # a broken encoded word: read what is there
+        return value
 
 
 def _walk(part: Message, report: Report, top: bool = False) -> None:

@@ -592,15 +592,22 @@ _HINTS: list[tuple[str, tuple[str, ...]]] = [
     ),
 ]
 
+_STILL_TRYING = re.compile(
+    r"retr(?:y|ied|ying)|will (?:continue|keep)|still trying|after \d+ (?:day|hour|minute)"
+    r"|for (?:up to )?\d+ (?:more )?(?:day|hour)",
+    re.IGNORECASE,
+)
 _AT_RCPT = re.compile(
     r"(?:>>>\s*RCPT|RCPT TO|after RCPT|in reply to RCPT|smtp command\s*:?\s*RCPT)",
     re.IGNORECASE,
 )
 
 
-def _names_the_address(detail: str, text: str) -> bool:
-    """Whether the refusal was of the address itself: an X.1.x code, or an answer to RCPT."""
-    return detail in ("1.1", "1.3", "1.4", "1.10") or bool(_AT_RCPT.search(text))
+def _names_the_address(detail: str, reply_code: int | None, text: str) -> bool:
+    """Whether the refusal was of the address itself: an addressing status (X.1.x), a
+    reply that only RCPT gives (551 user not local, 553 mailbox name not allowed), or an
+    answer to RCPT."""
+    return detail.startswith("1.") or reply_code in (551, 553) or bool(_AT_RCPT.search(text))
 
 
 # The local delivery agent's own words: it knows its users, no filter is involved.
@@ -642,7 +649,7 @@ def reason_for(
     if (
         found == "userunknown"
         and reply_code is not None
-        and not _names_the_address(specific, f"{text} {context}")
+        and not _names_the_address(specific, reply_code, f"{text} {context}")
         and not _LOCAL_AGENT.search(text)
     ):
         # A server's words of an unknown user, but not in answer to RCPT: it took the
@@ -657,7 +664,9 @@ def reason_for(
     if found:
         return found
     if action == "delayed":
-        return "expired"
+        # The reporting MTA keeps trying: time is what runs out. A server's bare "try
+        # again later" says nothing of why.
+        return "expired" if _STILL_TRYING.search(text) else "onhold"
     if specific in ("7.1", "7.0"):
         return "rejected"
     # Nothing said but the class: the report cannot tell why.

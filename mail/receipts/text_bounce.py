@@ -7,7 +7,6 @@ import re
 from email.message import Message
 
 from mailport.mail.receipts import notice as notices
-from mailport.mail.receipts.automatic_reply import decoded_header
 from mailport.mail.receipts.codes import reply_code_in, status_from_reply, status_in
 from mailport.mail.receipts.dsn import recipient_status
 from mailport.mail.receipts.model import Receipt
@@ -26,6 +25,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"|permanent error|delivery error|message (?:not delivered|failure|error)|bounce"
     r"|error sending|unable to deliver|rejected|mail could not|not delivered|mail failure"
     r"|\u914d\u4fe1\u30a8\u30e9\u30fc|\u4e0d\u9054|\u9001\u4fe1\u30a8\u30e9\u30fc"
+    r"|\u30e1\u30fc\u30eb\u30a8\u30e9\u30fc"
     r"|\u30e1\u30fc\u30eb\u304c\u5c4a\u304d\u307e\u305b\u3093",
     re.IGNORECASE,
 )
@@ -89,7 +89,7 @@ def is_text_bounce(message: Message, report: Report) -> bool:
     if message.get("X-Failed-Recipients"):
         return True
     sender = " ".join(str(message.get(h, "")) for h in ("From", "Sender"))
-    subject = decoded_header(message, "Subject")
+    subject = report.subject
     null_sender = str(message.get("Return-Path", "")).replace(" ", "") in ("<>", "<<>>")
     if _BOUNCE_SENDER.search(sender):
         return True
