@@ -55,9 +55,23 @@ def classify(raw: bytes) -> Receipt:
         words = from_notice(report, original)
         if words is not None:
             return words
+    inner = _forwarded_report(report)
+    if inner is not None:  # a bounce forwarded whole, as a message inside a message
+        return inner
     if is_autoreply(report.message):
         return Receipt("autoreply", original or _in_reply_to(report.message))
     return Receipt("normal")
+
+
+def _forwarded_report(report: Report) -> Receipt | None:
+    returned = report.returned
+    if returned is None or returned.get_content_type() != "multipart/report":
+        return None
+    try:
+        found = classify(returned.as_bytes())
+    except Exception:  # a message the stdlib cannot write back out: read as it stands
+        return None
+    return found if found.kind != "normal" else None
 
 
 def _original_id(report: Report) -> str | None:

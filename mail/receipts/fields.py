@@ -1,8 +1,9 @@
 """RFC 3464 delivery-status fields, read the way real reports are written.
 
 The RFC says one per-message group, then one group per recipient, with blank lines between.
-Real reports leave out the blank lines or add more, fold lines anywhere and base64 the part;
-so a recipient's group starts at its Final- or Original-Recipient field, not at a blank."""
+Real reports leave out the blank lines or add more, put a recipient's fields before its
+Final-Recipient, fold lines anywhere and base64 the part. So blank lines part the blocks,
+and within a block a recipient's group starts at its Final- or Original-Recipient field."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from dataclasses import dataclass, field
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
 _STARTS_RECIPIENT = {"final-recipient", "original-recipient"}
-_PER_RECIPIENT = {"action", "status", "diagnostic-code", "remote-mta", "last-attempt-date"}
+_PER_RECIPIENT = {
+    "action",
+    "status",
+    "diagnostic-code",
+    "remote-mta",
+    "last-attempt-date",
+    "will-retry-until",
+}
 
 
 @dataclass
@@ -23,30 +31,50 @@ class Fields:
 
 def read_fields(text: str) -> Fields:
     result = Fields()
-    group: dict[str, str] | None = None
-    for name, value in _unfolded(text):
-        if name is None:  # a blank line closes a recipient's group
-            group = None
+    for block in _blocks(_unfolded(text)):
+        keys = [name.lower() for name, _ in block]
+        if not _STARTS_RECIPIENT & set(keys):
+            if result.recipients and set(keys) <= _PER_RECIPIENT and _open(result.recipients, keys):
+                _fill(result.recipients[-1], block)  # a stray blank line inside a group
+            else:
+                _fill(result.per_message, block)
             continue
-        key = name.lower()
-        if key in _STARTS_RECIPIENT and (group is None or key in group or _closes(key, group)):
-            group = {}
-            result.recipients.append(group)
-        elif group is None and key in _PER_RECIPIENT and _open(result.recipients, key):
-            group = result.recipients[-1]  # a stray blank line inside a group
-        target = result.per_message if group is None else group
-        target.setdefault(key, value)
+        first = next(i for i, k in enumerate(keys) if k in _STARTS_RECIPIENT)
+        group: dict[str, str] = {}
+        result.recipients.append(group)
+        _fill(group, block[:first])  # fields written before the recipient's own (Facebook)
+        for name, value in block[first:]:
+            key = name.lower()
+            if key in _STARTS_RECIPIENT and (key in group or _closes(key, group)):
+                group = {}
+                result.recipients.append(group)
+            group.setdefault(key, value)
     result.recipients = [g for g in result.recipients if g]
     return result
 
 
-def _open(groups: list[dict[str, str]], key: str) -> bool:
-    return bool(groups) and key not in groups[-1]
+def _blocks(fields: list[tuple[str | None, str]]) -> list[list[tuple[str, str]]]:
+    blocks: list[list[tuple[str, str]]] = [[]]
+    for name, value in fields:
+        if name is None:
+            blocks.append([])
+        else:
+            blocks[-1].append((name, value))
+    return [b for b in blocks if b]
+
+
+def _fill(target: dict[str, str], block: list[tuple[str, str]]) -> None:
+    for name, value in block:
+        target.setdefault(name.lower(), value)
+
+
+def _open(groups: list[dict[str, str]], keys: list[str]) -> bool:
+    return bool(groups) and not set(keys) & set(groups[-1])
 
 
 def _closes(key: str, group: dict[str, str]) -> bool:
-    """Original-Recipient after a group's Final-Recipient and Action opens the next group."""
-    return key == "original-recipient" and "action" in group
+    """Original-Recipient after a whole group (its Final-Recipient and Status) opens the next."""
+    return key == "original-recipient" and {"final-recipient", "status"} <= set(group)
 
 
 def _unfolded(text: str) -> list[tuple[str | None, str]]:

@@ -669,8 +669,8 @@ def reason_for(
         return "expired" if _STILL_TRYING.search(text) else "onhold"
     if specific in ("7.1", "7.0"):
         return "rejected"
-    # Nothing said but the class: the report cannot tell why.
-    return "onhold" if specific in ("", "0.0") and reply_code is None else "undefined"
+    # Nothing said beyond the class: the report cannot tell why, so the mail is on hold.
+    return "onhold" if specific in _VAGUE or not specific else "undefined"
 
 
 def by_phrase(text: str, rules: list[tuple[str, re.Pattern[str]]] = _NAMES) -> str | None:

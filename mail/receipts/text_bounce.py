@@ -13,7 +13,7 @@ from mailport.mail.receipts.model import Receipt
 from mailport.mail.receipts.reading import Report
 
 _BOUNCE_SENDER = re.compile(
-    r"(mailer[-_]?daemon|postmaster|mail[-_]?delivery|mail[-_]?administrator|bounce"
+    r"(mailer[-_]?daemon|post[-_]?master|mail[-_]?delivery|mail[-_]?administrator|bounce"
     r"|mail[-_]?system|nobody|root|dsn)",
     re.IGNORECASE,
 )
@@ -53,6 +53,10 @@ def from_notice(report: Report, original: str | None) -> Receipt | None:
         a.lower() for a in _addresses(report.message, ("X-Failed-Recipients",)) if a.lower()
     )
     found = notices.recipients(notice, ignore, tuple(dict.fromkeys(named)))
+    if not found and report.returned is not None:
+        # The notice names nobody (Sendmail's "Cannot send message for 4 days"): the
+        # returned message says whom it was for.
+        found = [(a, "") for a in _addresses(report.returned, ("To", "Cc")) if a not in ignore]
     if not found:
         return None
     evidence = named or returned or report.returned is not None or _codes_in(notice)
