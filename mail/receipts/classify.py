@@ -51,13 +51,13 @@ def classify(raw: bytes) -> Receipt:
         ses = from_ses(report.notice)
         if ses is not None:
             return ses
+    inner = _forwarded_report(report)
+    if inner is not None:  # a bounce forwarded whole, as a message inside a message
+        return inner
     if is_text_bounce(report.message, report):
         words = from_notice(report, original)
         if words is not None:
             return words
-    inner = _forwarded_report(report)
-    if inner is not None:  # a bounce forwarded whole, as a message inside a message
-        return inner
     if is_autoreply(report.message):
         return Receipt("autoreply", original or _in_reply_to(report.message))
     return Receipt("normal")

@@ -25,6 +25,8 @@ def from_report(report: Report, text: str, original: str | None) -> Receipt:
         recipient = typed_value(group.get("final-recipient") or group.get("original-recipient", ""))
         diagnostic = typed_value(group["diagnostic-code"]) if "diagnostic-code" in group else ""
         words = _words_about(recipient, notice)
+        if len(fields.recipients) == 1:  # then the whole notice is about this recipient
+            words = " ".join(filter(None, [words, " ".join(notice.split())]))
         action = group.get("action", "").split()[0].lower() if group.get("action") else ""
         remote = typed_value(group.get("remote-mta", ""))
         given = group.get("status", "")
@@ -46,6 +48,10 @@ def recipient_status(
     # 5.0.0, or 4.4.7 for "gave up"); where codes nest, the last is the remote server's.
     if said and (not status or said[-1][0] == status[0]):
         status = said[-1]
+    if status[1:] in (".0.0", ".4.7") or not status:
+        # Still only a class, or only "time ran out": the rest of the report may say why.
+        told = [c for c in statuses_in(context) if c[0] == (status or c)[0] and c != status]
+        status = told[-1] if told else status
     code = reply_code_in(diagnostic) or reply_code_in(context)
     if code is not None and status and str(code)[0] != status[0]:
         code = None  # a 5xx reply beside a 4.x.x status: the two disagree, trust neither

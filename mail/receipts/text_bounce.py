@@ -4,6 +4,7 @@ from other mail, and reading each recipient's status from the words."""
 from __future__ import annotations
 
 import re
+from email import message_from_string
 from email.message import Message
 
 from mailport.mail.receipts import notice as notices
@@ -53,10 +54,11 @@ def from_notice(report: Report, original: str | None) -> Receipt | None:
         a.lower() for a in _addresses(report.message, ("X-Failed-Recipients",)) if a.lower()
     )
     found = notices.recipients(notice, ignore, tuple(dict.fromkeys(named)))
-    if not found and report.returned is not None:
+    original_message = report.returned or (_headers(returned) if returned else None)
+    if not found and original_message is not None:
         # The notice names nobody (Sendmail's "Cannot send message for 4 days"): the
         # returned message says whom it was for.
-        found = [(a, "") for a in _addresses(report.returned, ("To", "Cc")) if a not in ignore]
+        found = [(a, "") for a in _addresses(original_message, ("To", "Cc")) if a not in ignore]
     if not found:
         return None
     evidence = named or returned or report.returned is not None or _codes_in(notice)
@@ -97,6 +99,8 @@ def is_text_bounce(message: Message, report: Report) -> bool:
     null_sender = str(message.get("Return-Path", "")).replace(" ", "") in ("<>", "<<>>")
     if _BOUNCE_SENDER.search(sender):
         return True
+    if null_sender and report.returned is not None:
+        return True  # nobody writes from the null sender, and this returns a message
     return (null_sender or report.returned is not None) and bool(_BOUNCE_SUBJECT.search(subject))
 
 
@@ -108,6 +112,13 @@ def _auto_replied_by_an_account(message: Message) -> bool:
 
 def _codes_in(text: str) -> bool:
     return bool(status_in(text) or reply_code_in(text) or _QMAIL_CODE.search(text))
+
+
+def _headers(text: str) -> Message:
+    """The header block of a message returned as text after the notice."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if re.match(r"[\w-]+:", line.strip())), 0)
+    return message_from_string("\n".join(line.strip() for line in lines[start:]))
 
 
 def _returned_id(text: str) -> str | None:
