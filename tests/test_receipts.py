@@ -18,8 +18,8 @@ FLOOR = {
     "recipient_count": 284,
     "status": 301,
     "reply_code": 302,
-    "reason": 256,
-    "hard_bounce": 282,
+    "reason": 258,
+    "hard_bounce": 284,
 }
 
 

@@ -340,7 +340,10 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"unknown or illegal alias",
             r"mailbox unavailable",
             r"mailbox not found",
-            r"address (?:unknown|rejected|not found|invalid)",
+            r"address (?:unknown|not found|invalid)",
+            # Exchange Online's directory-based blocking of addresses it does not have.
+            r"recipient address rejected: access denied",
+            r"#?5\.1\.0 address rejected",
             r"no mailbox (?:here|by that name)",
             r"undeliverable address",
             r"addressee unknown",
@@ -357,6 +360,13 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"(?:invalid|bad) (?:user|recipient|mailbox|address)",
             r"invalid final delivery userid",
             r"doesn't have an? \S+ account",
+        ),
+    ),
+    (
+        "filtered",
+        (
+            r"(?:recipient|email) preferences",
+            r"refused due to recipient",
         ),
     ),
     (
@@ -388,7 +398,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"\bdnsbl\b",
             r"\brbl\b",
             r"listed (?:at|in|on|by)",
-            r"(?:ip|host|address|client|connection) (?:\S+ )?(?:is |has been )?"
+            r"(?:ip|host|client|connection) (?:\S+ )?(?:is |has been )?"
             r"(?:blocked|refused|rejected|banned|denied|listed)",
             r"blocked (?:using|by|because|ip)",
             r"spamhaus",
@@ -666,7 +676,7 @@ def reason_for(
     if action == "delayed":
         # The reporting MTA keeps trying: time is what runs out. A server's bare "try
         # again later" says nothing of why.
-        return "expired" if _STILL_TRYING.search(text) else "onhold"
+        return "expired" if _STILL_TRYING.search(f"{text} {context}") else "onhold"
     if specific in ("7.1", "7.0"):
         return "rejected"
     # Nothing said beyond the class: the report cannot tell why, so the mail is on hold.
