@@ -1,9 +1,14 @@
-"""A private, throwaway Dovecot (IMAP, IMAPS, POP3, POP3S) on 127.0.0.1 for tests.
+"""A private, throwaway Dovecot (IMAP, IMAPS, POP3, POP3S, LMTP) on 127.0.0.1 for tests.
 
 Dovecot runs as ``nobody:nogroup`` with everything (config, sockets, logs, mail) under a
 fresh temporary directory; nothing in /etc/dovecot or /run is used. Any user name logs in
 with :attr:`Dovecot.password`, so each test can take a fresh, empty mailbox from
 :meth:`Dovecot.new_user`.
+
+LMTP (:attr:`Dovecot.lmtp_port`) delivers to any user too, named by full address
+(``user@example.test``, the same name then logs in over IMAP), except names starting with
+:data:`UNKNOWN_PREFIX`: those do not exist, so LMTP refuses them with ``550 5.1.1`` and a
+relaying Postfix bounces them with a real DSN.
 """
 
 from __future__ import annotations
@@ -30,16 +35,18 @@ from typing import Any
 
 from .tls import TlsFiles
 
-__all__ = ["Dovecot", "imap_utf7_decode", "imap_utf7_encode"]
+__all__ = ["UNKNOWN_PREFIX", "Dovecot", "imap_utf7_decode", "imap_utf7_encode"]
 
 MAIL_USER = "nobody"
 MAIL_GROUP = "nogroup"
 DEFAULT_PASSWORD = "test-secret"
 START_TIMEOUT = 15.0
+# Users whose name starts with this do not exist (no login, LMTP answers 550 5.1.1).
+UNKNOWN_PREFIX = "unknown-"
 
 _CONFIG = """\
 # Private test instance; nothing is included from /etc/dovecot.
-protocols = imap pop3
+protocols = imap pop3 lmtp
 listen = 127.0.0.1
 base_dir = {root}/run
 state_dir = {root}/state
@@ -68,14 +75,25 @@ pop3_uidl_format = %08Xu%08Xv
 
 # The first passdb only sets "nodelay" (kept even when the password turns out wrong), so
 # failed logins are answered at once instead of at the auth process's 0.5 s failure tick.
+# {unknown}* users skip both static passdbs and reach only the empty passwd-file, which
+# answers "user unknown" (all passdbs skipped would be a temporary failure instead). The
+# static userdb checks that a user exists through a passdb lookup (no allow_all_users), so
+# LMTP refuses those users with 550 5.1.1; every other name exists.
 passdb {{
   driver = static
   args = noauthenticate nodelay=yes
   result_success = continue
+  username_filter = !{unknown}*
 }}
 passdb {{
   driver = static
   args = password={password}
+  username_filter = !{unknown}*
+}}
+passdb {{
+  driver = passwd-file
+  args = {root}/no-users
+  username_filter = {unknown}*
 }}
 userdb {{
   driver = static
@@ -110,6 +128,12 @@ service pop3-login {{
     address = 127.0.0.1
     port = {pop3s_port}
     ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
   }}
 }}
 service anvil {{
@@ -214,6 +238,7 @@ class Dovecot:
         self.imaps_port = ports["imaps"]
         self.pop3_port = ports["pop3"]
         self.pop3s_port = ports["pop3s"]
+        self.lmtp_port = ports["lmtp"]
         self._counter = itertools.count(1)
         self._uid = pwd.getpwnam(MAIL_USER).pw_uid
         self._gid = grp.getgrnam(MAIL_GROUP).gr_gid
@@ -239,8 +264,10 @@ class Dovecot:
             for path in tls_dir.iterdir():
                 path.chmod(0o644)
 
-            names = ("imap", "imaps", "pop3", "pop3s")
+            names = ("imap", "imaps", "pop3", "pop3s", "lmtp")
             ports = dict(zip(names, _free_ports(len(names)), strict=True))
+            # Empty on purpose: the passdb that makes UNKNOWN_PREFIX users not exist.
+            (root / "no-users").touch(mode=0o644)
             conf = root / "dovecot.conf"
             conf.write_text(
                 _CONFIG.format(
@@ -253,6 +280,8 @@ class Dovecot:
                     imaps_port=ports["imaps"],
                     pop3_port=ports["pop3"],
                     pop3s_port=ports["pop3s"],
+                    lmtp_port=ports["lmtp"],
+                    unknown=UNKNOWN_PREFIX,
                 )
             )
             conf.chmod(0o644)
@@ -341,9 +370,14 @@ class Dovecot:
 
     # -- users and direct Maildir access ---------------------------------------------
 
-    def new_user(self, prefix: str = "u") -> str:
-        """Return a fresh, unique user name (any name logs in with :attr:`password`)."""
-        return f"{prefix}{next(self._counter)}-{uuid.uuid4().hex[:6]}"
+    def new_user(self, prefix: str = "u", domain: str | None = None) -> str:
+        """Return a fresh, unique user name (any name logs in with :attr:`password`).
+
+        With *domain*, the name is a full address (``prefix1-abc123@domain``), as LMTP
+        delivery needs; IMAP and POP3 log in with that same name.
+        """
+        name = f"{prefix}{next(self._counter)}-{uuid.uuid4().hex[:6]}"
+        return f"{name}@{domain}" if domain else name
 
     def home(self, user: str) -> Path:
         """Return the user's home directory (it may not exist yet)."""

@@ -6,8 +6,11 @@ set -eu
 wanted="${*:-}"
 if [ -z "$wanted" ]; then
     need() { command -v "$1" >/dev/null 2>&1 || wanted="$wanted $2"; }
-    need dovecot "dovecot-imapd dovecot-pop3d dovecot-lmtpd"
-    [ -x /usr/sbin/smtp-sink ] || wanted="$wanted postfix"
+    need dovecot "dovecot-imapd dovecot-pop3d"
+    # The private Postfix delivers into Dovecot over LMTP, a package of its own.
+    [ -x /usr/lib/dovecot/lmtp ] || wanted="$wanted dovecot-lmtpd"
+    # One package: the private Postfix (tests/servers/postfix.py) and smtp-sink.
+    { [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ]; } || wanted="$wanted postfix"
     need mbsync isync
     need etcd "etcd-server etcd-client"
     need openssl openssl

@@ -1,18 +1,23 @@
-"""Smoke tests proving the test servers (Dovecot, SMTP sink, test CA) work."""
+"""Smoke tests proving the test servers (Dovecot, SMTP sink, Postfix, test CA) work."""
 
 from __future__ import annotations
 
 import imaplib
 import poplib
 import smtplib
+import socket
 import ssl
+import time
+import uuid
 from collections.abc import Iterator
-from email.message import EmailMessage
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
 
-from .dovecot import Dovecot, imap_utf7_decode, imap_utf7_encode
+from .dovecot import UNKNOWN_PREFIX, Dovecot, imap_utf7_decode, imap_utf7_encode
+from .postfix import Postfix
 from .smtp_sink import SmtpSink
 from .tls import TlsFiles
 
@@ -327,3 +332,111 @@ def test_sink_minimal() -> None:
             assert not smtp.has_extn("dsn")
             smtp.sendmail("", ["b@example.test"], _message("bounce"))
         assert sink.wait_for(1, timeout=5)[0].mail_from == "<>"
+
+
+# -- Postfix relaying to Dovecot over LMTP -------------------------------------------
+
+DOMAIN = "example.test"
+
+
+@pytest.fixture(scope="module")
+def postfix(dovecot: Dovecot) -> Iterator[Postfix]:
+    """A private Postfix delivering *DOMAIN* into the session's Dovecot over LMTP."""
+    server = Postfix.start(dovecot.lmtp_port, domain=DOMAIN)
+    yield server
+    server.stop()
+
+
+def _wait_for_dsn(dovecot: Dovecot, user: str, envid: str, timeout: float = 20.0) -> Message:
+    """Poll *user*'s INBOX over IMAP until a DSN for *envid* arrives; return it parsed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for raw in dovecot.fetch_all(user).values():
+            msg = message_from_bytes(raw, policy=policy.default)
+            if msg.get_content_type() == "multipart/report" and envid.encode() in raw:
+                return msg
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no DSN for {envid} in {user}'s INBOX within {timeout} s")
+        time.sleep(0.05)
+
+
+def _delivery_status(dsn: Message) -> tuple[Message, Message]:
+    """Return the per-message and the (single) per-recipient fields of a DSN."""
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    [status] = [part for part in dsn.walk() if part.get_content_type() == "message/delivery-status"]
+    # The stdlib parses message/delivery-status into one header block per paragraph.
+    per_message, per_recipient = status.get_payload()
+    return per_message, per_recipient
+
+
+def test_postfix_bounces_unknown_user_with_dsn(dovecot: Dovecot, postfix: Postfix) -> None:
+    sender = dovecot.new_user("sender", domain=DOMAIN)
+    unknown = f"{UNKNOWN_PREFIX}{uuid.uuid4().hex[:8]}@{DOMAIN}"
+    with smtplib.SMTP(postfix.host, postfix.port, timeout=10) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("dsn")
+        # Accepted at RCPT: only Dovecot knows the user does not exist.
+        refused = smtp.sendmail(
+            sender,
+            [unknown],
+            _message("bounce me"),
+            mail_options=["RET=HDRS", "ENVID=mailport.7"],
+            rcpt_options=["NOTIFY=FAILURE"],
+        )
+    assert refused == {}
+
+    dsn = _wait_for_dsn(dovecot, sender, "mailport.7")
+    assert dsn["Return-Path"] == "<>"
+    per_message, per_recipient = _delivery_status(dsn)
+    assert per_message["Original-Envelope-Id"] == "mailport.7"
+    assert per_recipient["Final-Recipient"] == f"rfc822; {unknown}"
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "5.1.1"
+    assert "550 5.1.1" in per_recipient["Diagnostic-Code"]
+    # RET=HDRS: the original comes back as headers only.
+    [returned] = [p for p in dsn.walk() if p.get_content_type() == "text/rfc822-headers"]
+    assert "Subject: bounce me" in returned.get_content()
+
+
+def test_postfix_success_dsn_and_delivery(dovecot: Dovecot, postfix: Postfix) -> None:
+    sender = dovecot.new_user("sender", domain=DOMAIN)
+    rcpt = dovecot.new_user("rcpt", domain=DOMAIN)
+    with smtplib.SMTP(postfix.host, postfix.port, timeout=10) as smtp:
+        smtp.sendmail(
+            sender,
+            [rcpt],
+            _message("deliver me"),
+            mail_options=["RET=HDRS", "ENVID=mailport.8"],
+            rcpt_options=["NOTIFY=SUCCESS"],
+        )
+
+    dsn = _wait_for_dsn(dovecot, sender, "mailport.8")
+    per_message, per_recipient = _delivery_status(dsn)
+    assert per_message["Original-Envelope-Id"] == "mailport.8"
+    assert per_recipient["Final-Recipient"] == f"rfc822; {rcpt}"
+    # Over LMTP Postfix says "relayed"; only its own virtual(8) delivery says "delivered".
+    assert per_recipient["Action"] in ("relayed", "delivered")
+    assert per_recipient["Status"].startswith("2.")
+    [delivered] = dovecot.fetch_all(rcpt).values()
+    assert b"Subject: deliver me" in delivered
+    assert f"Return-Path: <{sender}>".encode() in delivered
+
+
+def test_postfix_never_relays(postfix: Postfix) -> None:
+    # Other domains resolve to the error: transport, which smtpd refuses at RCPT.
+    with (
+        smtplib.SMTP(postfix.host, postfix.port, timeout=10) as smtp,
+        pytest.raises(smtplib.SMTPRecipientsRefused) as info,
+    ):
+        smtp.sendmail(f"a@{DOMAIN}", ["x@elsewhere.test"], _message("stay here"))
+    assert info.value.recipients["x@elsewhere.test"][0] == 550
+
+
+def test_postfix_stop_cleans_up(dovecot: Dovecot) -> None:
+    server = Postfix.start(dovecot.lmtp_port, domain=DOMAIN)
+    assert server.log_path.is_file()
+    server.stop()
+    assert not server.root.exists()
+    with pytest.raises(OSError):
+        socket.create_connection((server.host, server.port), timeout=1).close()
