@@ -22,7 +22,7 @@ from mailport.actors.outbound import OutboundConnection
 from mailport.actors.router import RouterShard
 from mailport.actors.stats import StatsAggregator
 from mailport.cluster.coordinator import Coordinator, LocalCoordinator
-from mailport.config.models import Inbound, MaildirOutbound, Settings, Store
+from mailport.config.models import Inbound, MaildirOutbound, Outbound, Settings, Store
 from mailport.store import Store as MailStore
 
 NAMESPACE = "mailport"
@@ -171,6 +171,18 @@ class Node:
             update={"inbound": (*self.settings.inbound, config)}
         )
         await self.reconcile()
+
+    async def add_outbound(self, config: Outbound) -> None:
+        """Start a new outbound connection; it takes due mail from the queue at once."""
+        self.settings = self.settings.model_copy(
+            update={"outbound": (*self.settings.outbound, config)}
+        )
+        self.outbound[config.name] = (
+            _actor(OutboundConnection)
+            .options(name=f"outbound:{config.name}")
+            .remote(self.settings, config.name)
+        )
+        await self.supervise()
 
     async def remove_inbound(self, name: str) -> None:
         self.settings = self.settings.model_copy(

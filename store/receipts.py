@@ -147,6 +147,10 @@ async def record_arrived(conn: AsyncConnection, arrived: Arrived, key: str, now:
         await _mark_outbound(conn, arrived.outbound_id, arrived.receipt)
 
 
+# Delivered, or handed on to a system that reports no further (RFC 3464 section 2.3.3).
+_ARRIVED = ("delivered", "relayed", "expanded")
+
+
 async def _mark_outbound(conn: AsyncConnection, outbound_id: int, receipt: Receipt) -> None:
     """A DSN's word on the message: failed when every recipient it names failed and no
     recipient of ours is left; delivered when each it names was delivered."""
@@ -163,7 +167,7 @@ async def _mark_outbound(conn: AsyncConnection, outbound_id: int, receipt: Recei
         )
         if ours <= {r.recipient.lower() for r in failed} or len(ours) == len(failed):
             values["state"] = "failed"
-    elif receipt.recipients and all(r.action == "delivered" for r in receipt.recipients):
+    elif receipt.recipients and all(r.action in _ARRIVED for r in receipt.recipients):
         values["state"] = "delivered"
     if values:
         await conn.execute(update(t).where(t.c.id == outbound_id).values(**values))

@@ -89,6 +89,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, smtp_sink: SmtpSink) -> S
                 port=smtp_sink.port,
                 security="none",
                 pool_size=4,
+                # The suite's own mail; the Postfix relay carries example.test senders'.
+                sender_domains=["mailport.test"],
             ),
         ),
         applications=(

@@ -45,7 +45,7 @@ def _mailbox(
 ) -> dict[str, Any]:
     return {
         "kind": kind,
-        "name": f"{kind}-{user}",
+        "name": f"{kind}-{user.partition('@')[0]}",  # a connection name has no "@"
         "host": "localhost",
         "port": port,
         "security": security,

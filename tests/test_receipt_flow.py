@@ -20,7 +20,7 @@ from tests.flow import wait_until
 from tests.servers.smtp_sink import SmtpSink
 from tests.servers.sockets import free_port
 
-SENDER = "support@example.com"
+SENDER = "support@mailport.test"
 
 
 def _dsn(envelope_id: str, message_id: str, recipient: str) -> bytes:
