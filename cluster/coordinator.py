@@ -1,32 +1,179 @@
-"""The control plane's one interface, and its single-node implementation.
+"""The control plane's one interface, with a single-node and an etcd implementation.
 
-The etcd implementation (leases, election, watched assignments) sits behind the same calls."""
+A node asks `assign` in its reconcile loop which inbound connections it should serve now,
+each with the fencing epoch its claims carry. With etcd, the leader computes the assignment
+for every live member (`mailport.cluster.assignment`) and writes it; every node reads its
+own part."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from mailport.cluster import election, membership
+from mailport.cluster.assignment import Member, Owner, Want, assign
+from mailport.cluster.etcd import client
+from mailport.cluster.lease import Lease
+
+log = logging.getLogger(__name__)
+
+
+class CoordinatorUnavailable(Exception):
+    """This node cannot prove that it owns anything: it must stop claiming mail."""
 
 
 class Coordinator(Protocol):
-    async def assign(self, node: str, connections: list[str]) -> dict[str, int]:
+    async def assign(self, node: str, connections: Mapping[str, Want]) -> dict[str, int]:
         """The connections this node should serve now, each with its fencing epoch."""
         ...
 
+    async def view(self) -> dict[str, Any]:
+        """Members, leader and the whole assignment, for `mailport status`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _next_epoch(last: int) -> int:
+    """Milliseconds since the epoch, or one more than the last: larger than any epoch an
+    earlier run gave, on either coordinator, so leftovers are fenced out of the store."""
+    return max(time.time_ns() // 1_000_000, last + 1)
+
 
 class LocalCoordinator:
-    """One node serves everything. Each assignment takes a new, larger epoch (milliseconds
-    since the epoch, or one more than the last): anything left over from an earlier run, or
-    from before a connection was removed and added again, is fenced out of the store."""
+    """One node serves everything. Each assignment takes a new, larger epoch: anything left
+    over from an earlier run, or from before a connection was removed and added again, is
+    fenced out of the store."""
 
     def __init__(self) -> None:
         self.assigned: dict[str, int] = {}
         self.last = 0
+        self.node = ""
 
-    async def assign(self, node: str, connections: list[str]) -> dict[str, int]:
+    async def assign(self, node: str, connections: Mapping[str, Want]) -> dict[str, int]:
+        self.node = node
         self.assigned = {name: self.assigned.get(name) or self._next() for name in connections}
         return dict(self.assigned)
 
     def _next(self) -> int:
-        self.last = max(time.time_ns() // 1_000_000, self.last + 1)
+        self.last = _next_epoch(self.last)
         return self.last
+
+    async def view(self) -> dict[str, Any]:
+        return {
+            "coordinator": "local",
+            "leader": self.node,
+            "members": [self.node],
+            "assignment": {c: {"node": self.node, "epoch": e} for c, e in self.assigned.items()},
+        }
+
+    async def close(self) -> None:
+        return None
+
+
+class EtcdCoordinator:
+    """Membership, election and assignment in etcd, under `prefix`.
+
+    Keys: ``members/NODE`` and ``leader`` under this node's lease; ``assignment/CONNECTION``
+    ({node, epoch}) and ``epoch`` (the last epoch given), written by the leader alone, in
+    transactions that hold only while it leads."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        node: str,
+        member: Member | None = None,
+        *,
+        prefix: str = "/mailport",
+        lease_ttl: int = 5,
+    ) -> None:
+        self.etcd = client(endpoints)
+        self.node = node
+        self.member = member or Member()
+        self.prefix = prefix.rstrip("/")
+        self.lease = Lease(self.etcd, lease_ttl)
+        self.leading = False
+
+    async def assign(self, node: str, connections: Mapping[str, Want]) -> dict[str, int]:
+        if node != self.node:
+            raise ValueError(f"this coordinator speaks for {self.node}, not {node}")
+        try:
+            if await self.lease.ensure():
+                assert self.lease.id is not None
+                await membership.join(self.etcd, self.prefix, self.node, self.member, self.lease.id)
+            assert self.lease.id is not None
+            self.leading = await election.campaign(self.etcd, self.prefix, self.node, self.lease.id)
+            if self.leading:
+                await self._lead(connections)
+            owners = await self._assignment()
+        except Exception as exc:
+            raise CoordinatorUnavailable(f"etcd: {exc or type(exc).__name__}") from exc
+        if not self.lease.alive:  # the answer may be older than our claim to it
+            raise CoordinatorUnavailable("the etcd lease ran out")
+        return {name: o.epoch for name, o in owners.items() if o.node == self.node}
+
+    async def _lead(self, connections: Mapping[str, Want]) -> None:
+        """Compute the assignment from the live members and write what changed."""
+        assert self.lease.id is not None
+        current = await self._assignment()
+        members = await membership.members(self.etcd, self.prefix)
+        found = await self.etcd.get(self._key("epoch"))
+        epoch = _next_epoch(int(found.value) if found is not None else 0)
+        wanted = assign(connections, members, current, epoch)
+        ops = self.etcd.transactions
+        writes = [
+            ops.put(self._key(f"assignment/{name}"), _encode(owner))
+            for name, owner in wanted.items()
+            if current.get(name) != owner
+        ]
+        writes += [
+            ops.delete(self._key(f"assignment/{name}")) for name in current.keys() - wanted.keys()
+        ]
+        if not writes:
+            return
+        writes.append(ops.put(self._key("epoch"), str(epoch).encode()))
+        await self.etcd.transaction(
+            compare=[election.leading(self.etcd, self.prefix, self.node, self.lease.id)],
+            success=writes,
+            failure=[],
+        )
+
+    async def _assignment(self) -> dict[str, Owner]:
+        start = self._key("assignment/")
+        return {
+            kv.key[len(start) :].decode(): _decode(kv.value)
+            for kv in await self.etcd.get_prefix(start)
+        }
+
+    def _key(self, name: str) -> bytes:
+        return f"{self.prefix}/{name}".encode()
+
+    async def view(self) -> dict[str, Any]:
+        leader = await election.leader(self.etcd, self.prefix)
+        return {
+            "coordinator": "etcd",
+            "leader": leader.decode().partition("@")[0] if leader else None,
+            "members": sorted(await membership.members(self.etcd, self.prefix)),
+            "assignment": {
+                name: {"node": o.node, "epoch": o.epoch}
+                for name, o in sorted((await self._assignment()).items())
+            },
+        }
+
+    async def close(self) -> None:
+        """Leave the cluster at once: the lease's keys go now, and the leader (which may be
+        another node) hands this node's connections on at its next round."""
+        await self.lease.revoke()
+        await self.etcd.close()
+
+
+def _encode(owner: Owner) -> bytes:
+    return json.dumps({"node": owner.node, "epoch": owner.epoch}).encode()
+
+
+def _decode(value: bytes) -> Owner:
+    data = json.loads(value)
+    return Owner(str(data["node"]), int(data["epoch"]))

@@ -21,7 +21,8 @@ from mailport.actors.inbound import InboundConnection
 from mailport.actors.outbound import OutboundConnection
 from mailport.actors.router import RouterShard
 from mailport.actors.stats import StatsAggregator
-from mailport.cluster.coordinator import Coordinator, LocalCoordinator
+from mailport.cluster.assignment import Want
+from mailport.cluster.coordinator import Coordinator, CoordinatorUnavailable, LocalCoordinator
 from mailport.config.models import Inbound, MaildirOutbound, Outbound, Settings, Store
 from mailport.store import Store as MailStore
 
@@ -123,9 +124,11 @@ class Node:
         self.shard_names: list[str] = []
         self.outbound: dict[str, Any] = {}
         self.inbound: dict[str, Any] = {}
+        self.epochs: dict[str, int] = {}
         self.seen_events = 0
         self.store: MailStore | None = None
         self.lock: TextIO | None = None
+        self.coordinator_lost = False
 
     async def start(self) -> None:
         problems = unloadable(self.settings.applications)
@@ -152,13 +155,29 @@ class Node:
 
     async def reconcile(self) -> None:
         """Make the running inbound actors match what the coordinator assigns to this node."""
-        wanted = await self.coordinator.assign(self.name, [c.name for c in self.settings.inbound])
+        wants = {c.name: Want(c.weight, c.zone) for c in self.settings.inbound}
+        try:
+            wanted = await self.coordinator.assign(self.name, wants)
+        except CoordinatorUnavailable as exc:
+            # Ownership cannot be proved: stop claiming; the store's fence holds meanwhile.
+            log.error("%s; stopping every inbound connection", exc)
+            for name in list(self.inbound):
+                await self._stop_inbound(name)
+            if self.store is not None:
+                await self.store.raise_alarm("cluster:coordinator", str(exc))
+            self.coordinator_lost = True
+            await self.supervise()
+            return
+        if self.coordinator_lost and self.store is not None:
+            await self.store.clear_alarm("cluster:coordinator")
+        self.coordinator_lost = False
         for name in list(self.inbound):
-            if name not in wanted:
+            # An epoch of its own that changed means it was another node's in between.
+            if wanted.get(name) != self.epochs.get(name):
                 await self._stop_inbound(name)
         for config in self.settings.inbound:
             if config.name in wanted and config.name not in self.inbound:
-                epoch = wanted[config.name]
+                epoch = self.epochs[config.name] = wanted[config.name]
                 self.inbound[config.name] = (
                     _actor(InboundConnection)
                     .options(name=f"inbound:{config.name}:{epoch}")
@@ -192,6 +211,7 @@ class Node:
 
     async def _stop_inbound(self, name: str) -> None:
         actor = self.inbound.pop(name)
+        self.epochs.pop(name, None)
         try:
             await asyncio.wait_for(actor.stop.remote(), 5)
         except Exception as exc:  # it may be dead already; kill it either way
@@ -243,6 +263,7 @@ class Node:
         self.outbound.clear()
         self.shards.clear()
         status_file(self.settings).unlink(missing_ok=True)
+        await self.coordinator.close()
         if self.store is not None:
             await self.store.close()
         if self.lock is not None:

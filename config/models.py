@@ -35,7 +35,16 @@ class _Server(_Model):
     timeout: float = Field(default=30.0, gt=0)
 
 
-class _Mailbox(_Server):
+class _Placed(_Model):
+    """Where an inbound connection may run in a cluster."""
+
+    weight: int = Field(default=1, ge=1)
+    """The work it brings: the leader balances nodes by the sum of their weights."""
+    zone: str | None = None
+    """Serve it only on nodes of this zone (`cluster.zone`); None: on any node."""
+
+
+class _Mailbox(_Server, _Placed):
     username: str
     password: SecretSource
 
@@ -73,7 +82,7 @@ class Pop3Inbound(_Mailbox):
     batch_size: int = Field(default=50, ge=1, le=1000)
 
 
-class SmtpListenerInbound(_Model):
+class SmtpListenerInbound(_Placed):
     kind: Literal["smtp-listener"]
     name: Name
     host: str = "127.0.0.1"
