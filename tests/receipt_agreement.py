@@ -60,9 +60,29 @@ def is_bounce(receipt: Receipt) -> bool:
 def measure() -> Agreement:
     agreement = Agreement()
     for path, entry in sisimai_bounces():
-        receipt = classify((ROOT / path).read_bytes())
-        _compare(agreement, path, entry, receipt)
+        _compare(agreement, path, entry, read((ROOT / path).read_bytes()))
     return agreement
+
+
+# An mbox "From " line with its asctime date. Some files sisimai reads as mboxes have no
+# blank line before it, which mail.mbox (rightly, for mail it splits) requires.
+_FROM_LINE = re.compile(rb"\n(?=From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\r?\n)")
+
+
+def read(raw: bytes) -> Receipt:
+    """The receipt for a file; an mbox of several bounces (as sisimai reads it) gives all
+    their recipients, in order."""
+    receipts = [classify(m) for m in _FROM_LINE.split(raw)]
+    if len(receipts) == 1:
+        return receipts[0]
+    dsns = [r for r in receipts if r.kind == "dsn"]
+    if not dsns:
+        return receipts[0]
+    return Receipt(
+        "dsn",
+        dsns[0].original_message_id,
+        recipients=tuple(status for r in dsns for status in r.recipients),
+    )
 
 
 def _compare(a: Agreement, path: str, entry: dict[str, object], receipt: Receipt) -> None:
