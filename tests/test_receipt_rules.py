@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailport.mail.mbox import messages
-from mailport.mail.receipts import reason_for, reply_code_in, status_in
+from mailport.mail.receipts import classify, reason_for, reply_code_in, status_in
 from mailport.mail.receipts.codes import statuses_in
 
 
@@ -87,3 +87,62 @@ def test_an_mbox_file_is_its_messages_and_any_other_file_one() -> None:
     )
     assert messages(box) == [b"Subject: one\n\nFrom here\n", b"Subject: two\n\nx\n"]
     assert messages(b"Subject: one\n\nbody\n") == [b"Subject: one\n\nbody\n"]
+
+
+def _bounce(body: str, subject: str = "Returned mail: see transcript for details") -> bytes:
+    head = (
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.a.example>\n"
+        "To: sender@a.example\nReturn-Path: <>\n"
+        f"Subject: {subject}\n\n"
+    )
+    return (head + body).encode()
+
+
+def test_each_recipient_of_a_sendmail_transcript_has_its_own_dialogue() -> None:
+    receipt = classify(
+        _bounce(
+            "   ----- Transcript of session follows -----\n"
+            "While talking to mx.b.example:\n"
+            ">>> MAIL From:<sender@a.example>\n"
+            "<<< 550 Insecure Mail Relay\n"
+            "554 <one@b.example>... Remote protocol error\n"
+            "550 c.example (smtp)... 550 Host unknown\n"
+            "554 <two@c.example>... 550 Host unknown (Authoritative answer from name server)\n"
+            "   ----- Unsent message follows -----\n"
+            "To: one@b.example\n\nhello\n"
+        )
+    )
+    [one, two] = receipt.recipients
+    assert (one.recipient, one.reply_code, one.reason) == ("one@b.example", 550, "norelaying")
+    assert (two.recipient, two.reason) == ("two@c.example", "hostunknown")
+
+
+def test_the_quoted_header_fields_of_the_failed_message_name_nobody_who_failed() -> None:
+    receipt = classify(
+        _bounce(
+            "Your message\n"
+            "  To:      someone@b.example\n"
+            "  Subject: Hello\n"
+            "did not reach the following recipient(s):\n\n"
+            "other@c.example on Thu, 29 Apr 2010 00:00:00 -0000\n"
+            "    The recipient name is not recognized\n",
+            subject="Undeliverable: Hello",
+        )
+    )
+    assert [r.recipient for r in receipt.recipients] == ["other@c.example"]
+
+
+def test_a_returned_message_keeps_its_folded_fields() -> None:
+    receipt = classify(
+        _bounce(
+            "   ----- Transcript of session follows -----\n"
+            "421 b.example (smtp)... Deferred: Connection timed out during user open\n"
+            "   ----- Unsent message follows -----\n"
+            "Received: by mx.a.example; (5.65/1.37) id 0000000;\n"
+            "    Sat, 29 Apr 1995 23:34:45 +0900\n"
+            "To: one@b.example\n\nhello\n",
+            subject="Returned mail: Cannot send message for 4 days",
+        )
+    )
+    [one] = receipt.recipients
+    assert (one.recipient, one.reason) == ("one@b.example", "expired")

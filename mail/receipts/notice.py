@@ -89,8 +89,10 @@ def _named_lines(lines: list[str]) -> list[tuple[str, str]]:
     for i, line in enumerate(lines):
         if sendmail := _SENDMAIL.match(line):
             address = sendmail.group(1)
-            words = " ".join([line.strip(), _near(lines, i + 1, address)])
+            words = " ".join([line.strip(), _near(lines, i + 1, address), _dialogue(lines, i)])
         elif labelled := _LABELLED.match(line):
+            if _SUMMARY.match(line) and _in_summary(lines, i):
+                continue
             address, words = labelled.group(1), _near(lines, i + 1, labelled.group(1))
         elif alone := _ALONE.match(line):
             address, words = alone.group(1), _near(lines, i + 1, alone.group(1))
@@ -106,6 +108,39 @@ def _named_lines(lines: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+# Exchange's "Your message / To: … / Subject: … / Sent: …": the message's own header fields,
+# quoted to say which message failed. Its To and Cc are whom it was for, not who failed.
+_SUMMARY = re.compile(r"^\s*(?:to|cc)\s*:", re.IGNORECASE)
+_SUMMARY_FIELD = re.compile(r"^\s*(?:subject|sent|date|from|to|cc)\s*:", re.IGNORECASE)
+
+
+# Sendmail's transcript: "While talking to host:", then ">>> command" and "<<< reply", and
+# "421 host (smtp)... Deferred: …" for a host it gave up on, all before the summary line
+# "554 <a@b>... reason" of the recipient they concern.
+_TRANSCRIPT = re.compile(
+    r"^\s*(?:>>>|<<<|(?:\.\.\. )?while talking to\b|[45]\d\d \S+ \(\w+\)\.\.\.)", re.IGNORECASE
+)
+
+
+def _dialogue(lines: list[str], i: int) -> str:
+    """The transcript lines before the summary line i: the remote server's own reply is among
+    them, put last so that its code is the one read."""
+    out: list[str] = []
+    for line in reversed(lines[max(0, i - 12) : i]):
+        if not _TRANSCRIPT.match(line):
+            break
+        out.insert(0, line.strip())
+        if re.match(r"\s*(?:\.\.\. )?while talking to\b", line, re.IGNORECASE):
+            break
+    return " ".join(out)
+
+
+def _in_summary(lines: list[str], i: int) -> bool:
+    """Whether line i sits among other header fields of the message it quotes."""
+    around = [lines[j] for j in (i - 1, i + 1) if 0 <= j < len(lines)]
+    return any(_SUMMARY_FIELD.match(line) for line in around)
+
+
 def _near(lines: list[str], start: int, address: str) -> str:
     """The lines after an address up to a blank line or the next address."""
     out: list[str] = []
@@ -114,6 +149,8 @@ def _near(lines: list[str], start: int, address: str) -> str:
             if out:
                 break
             continue
+        if _TRANSCRIPT.match(line) or _SENDMAIL.match(line):
+            break  # the next recipient's dialogue or summary begins
         other = _ALONE.match(line) or _LABELLED.match(line) or _LEADING.match(line)
         if other and other.group(1).lower() != address.lower():
             break

@@ -118,7 +118,13 @@ def _headers(text: str) -> Message:
     """The header block of a message returned as text after the notice."""
     lines = text.replace("\r\n", "\n").split("\n")
     start = next((i for i, line in enumerate(lines) if re.match(r"[\w-]+:", line.strip())), 0)
-    return message_from_string("\n".join(line.strip() for line in lines[start:]))
+    # Take off the indent the whole block has (some notices indent what they return), and
+    # no more: a folded field's continuation lines keep theirs, or its field would end there.
+    indent = len(lines[start]) - len(lines[start].lstrip()) if lines else 0
+    kept = (
+        line[indent:] if line[:indent].strip() == "" else line.lstrip() for line in lines[start:]
+    )
+    return message_from_string("\n".join(kept))
 
 
 def _returned_id(text: str) -> str | None:
