@@ -27,6 +27,7 @@ from mailport.store import Fate, Fenced, Store
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
+DRAIN = 30.0  # seconds a stopping connection may take to settle the batch it holds
 ALARM_AFTER = 2  # consecutive failures; one blip is not worth waking an operator
 
 
@@ -44,10 +45,12 @@ class InboundConnection:
         self.last_error: str | None = None
         self.failures = 0
         self.alarmed = True  # a restart may inherit an open alarm: clear it once connected
+        self.stopping = False
+        self.busy = False  # a batch is between fetch and settle
 
     async def ensure_running(self) -> dict[str, Any]:
         """Start the loop if it is not running (first start, or after Ray restarted us)."""
-        if self.task is None or self.task.done():
+        if (self.task is None or self.task.done()) and not self.stopping:
             self.task = asyncio.get_running_loop().create_task(self._run())
         return {
             "connection": self.config.name,
@@ -56,8 +59,18 @@ class InboundConnection:
             "error": self.last_error,
         }
 
-    async def stop(self) -> None:
-        if self.task is not None:
+    async def stop(self, drain: float = DRAIN) -> None:
+        """Stop fetching. A batch already on its way finishes first (outcome committed,
+        server marked), so whoever serves the mailbox next starts from a settled one and
+        no application runs twice for a planned move."""
+        self.stopping = True
+        if self.task is None or self.task.done():
+            return
+        if not self.busy:  # waiting for mail, connecting or backing off: nothing in flight
+            self.task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), drain)
+        except (asyncio.CancelledError, Exception):  # cancelled, failed, or too slow
             self.task.cancel()
 
     async def _run(self) -> None:
@@ -71,11 +84,21 @@ class InboundConnection:
                 await mailbox.open()
                 self.state, self.failures, self.last_error = "running", 0, None
                 await self._alarm(None)
-                while True:
-                    if not await self._round(mailbox):
+                while not self.stopping:
+                    self.busy = True
+                    try:
+                        worked = await self._round(mailbox)
+                    finally:
+                        self.busy = False
+                    if self.stopping:
+                        break
+                    if not worked:
                         self.state = "idle"
                         await mailbox.wait()
                         self.state = "running"
+                self.state = "stopped"
+                await mailbox.close()
+                return
             except Fenced as exc:
                 self.state, self.last_error = "fenced", str(exc)
                 log.warning("%s: stopping: %s", self.config.name, exc)
@@ -91,6 +114,8 @@ class InboundConnection:
                 if self.failures >= ALARM_AFTER:
                     await self._alarm(self.last_error)
                 await mailbox.reset()
+                if self.stopping:  # the batch failed; the next owner takes it from the top
+                    return
                 await asyncio.sleep(_backoff(self.failures))
 
     async def _alarm(self, error: str | None) -> None:

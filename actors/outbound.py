@@ -44,6 +44,9 @@ class OutboundConnection:
     async def wake(self) -> None:
         self.loop.woken.set()
 
+    async def stop(self, drain: float = 30.0) -> None:
+        await self.loop.stop(drain)
+
 
 class OutboundLoop:
     """Lease due mail, deliver it, record every recipient's reply; again, until stopped."""
@@ -62,13 +65,27 @@ class OutboundLoop:
         self.in_flight = 0
         """Leased and not yet recorded."""
         self.freed = asyncio.Event()
+        self.stopping = False
         self._next_size_check = 0.0
         self._recorded: deque[tuple[float, int]] = deque()
         config = self.config
         self._remote = f"{config.host}:{config.port}" if isinstance(config, SmtpOutbound) else name
 
-    def ensure_running(self) -> dict[str, Any]:
+    async def stop(self, drain: float) -> None:
+        """Lease nothing more, deliver and record what is in hand, then end: the next
+        instance of this connection (here or on another node) starts with no mail of ours
+        still in `sending`, so it frees nothing we are still delivering."""
+        self.stopping = True
+        self.woken.set()
         if self.task is None or self.task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), drain)
+        except (asyncio.CancelledError, Exception):  # too slow or failed: its leases run out
+            self.task.cancel()
+
+    def ensure_running(self) -> dict[str, Any]:
+        if (self.task is None or self.task.done()) and not self.stopping:
             self.task = asyncio.get_running_loop().create_task(self.run())
         pool = {"size": self.pool.size, "sessions": self.pool.sessions} if self.pool else None
         return {
@@ -98,7 +115,7 @@ class OutboundLoop:
         recorder = asyncio.create_task(self._recorder(store, done))
         self.in_flight = 0
         try:
-            while True:
+            while not (self.stopping and not self.in_flight):
                 if recorder.done():
                     recorder.result()  # the store failed: raise, and start again
                 if pool is not None:
@@ -119,7 +136,7 @@ class OutboundLoop:
                 rate = self._rate()
                 hold = BATCH if rate is None else int(min(4 * BATCH, 2 * rate))
                 hold = max(MIN_HOLD * sessions, hold)
-                room = min(BATCH, hold - self.in_flight)
+                room = 0 if self.stopping else min(BATCH, hold - self.in_flight)
                 if room <= 0 or todo.qsize() >= min(BATCH, hold // 2):
                     await self._wait(self.freed, 0.5)
                     continue
