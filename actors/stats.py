@@ -39,7 +39,8 @@ FAILED = {"quarantined", "failed"}
 _TOTALS = {"in", "out", "failed"}
 
 
-@ray.remote(num_cpus=0, max_restarts=-1)
+# A sliver of CPU, not none: Ray ignores node affinity for actors that take no CPU.
+@ray.remote(num_cpus=0.01, max_restarts=-1)
 class StatsAggregator:
     def __init__(self, keep: int = 10_000) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()

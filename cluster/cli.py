@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="start a node (embedded defaults without --config)")
     run.add_argument("--config", type=Path, help="YAML settings file")
+    run.add_argument(
+        "--cluster",
+        type=Path,
+        metavar="CONFIG",
+        help="join the Ray cluster and etcd that this settings file's `cluster:` names",
+    )
 
     status = commands.add_parser("status", help="per-connection counters of the running node")
     status.add_argument("--config", type=Path, help="the settings the node runs with")
@@ -63,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _run(args.config)
+        if args.config and args.cluster:
+            parser.error("give --config or --cluster, not both")
+        return _run(args.cluster or args.config, clustered=args.cluster is not None)
     if args.command == "status":
         return _status(args.config, args.json)
     if args.command == "parse":
@@ -200,7 +208,7 @@ def _validate(path: Path) -> int:
     return 0
 
 
-def _run(path: Path | None) -> int:
+def _run(path: Path | None, clustered: bool = False) -> int:
     import ray
 
     from mailport.actors.stats import Event
@@ -212,10 +220,19 @@ def _run(path: Path | None) -> int:
         for error in exc.errors:
             err.print(f"{exc.source}:{error}", markup=False)
         return 1
+    if clustered and settings.cluster.coordinator != "etcd":
+        err.print(f"mailport: {path}: --cluster needs `cluster: {{coordinator: etcd, ...}}`")
+        return 1
     node = Node(settings)
+    # In a cluster the leader moves connections when a node's lease lapses: look at the
+    # assignment several times a lease, so a move costs little beyond the lease itself.
+    every = max(1, round(settings.cluster.lease_ttl / 0.1 / 10)) if node.clustered else 10
 
     async def serve() -> None:
-        console.print("mailport: starting one node (Ray, local coordinator)…")
+        if node.clustered:
+            console.print(f"mailport: node {node.name} joining the cluster (Ray, etcd)…")
+        else:
+            console.print("mailport: starting one node (Ray, local coordinator)…")
         await node.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -236,8 +253,13 @@ def _run(path: Path | None) -> int:
             for event in await node.new_events():
                 print(Event(**event).line(), flush=True)
             ticks += 1
-            if ticks % 10 == 0:
-                _print_changes((await node.publish_status())["actors"], shown)
+            try:
+                if node.clustered and ticks % every == 0:
+                    await node.reconcile()
+                if ticks % 10 == 0:
+                    _print_changes((await node.publish_status())["actors"], shown)
+            except Exception as exc:  # an actor restarting, the store away: next tick
+                err.print(f"mailport: {type(exc).__name__}: {exc}", markup=False)
             try:
                 await asyncio.wait_for(stop.wait(), 0.1)
             except TimeoutError:
@@ -263,6 +285,24 @@ def _print_changes(actors: list[dict[str, Any]], shown: dict[str, tuple[str, str
             line = f"mailport: {actor['connection']}: {now[0]}" + (f": {now[1]}" if now[1] else "")
             (err if now[1] else console).print(line, markup=False)
         shown[actor["connection"]] = now
+
+
+def _print_cluster(cluster: dict[str, Any]) -> None:
+    if cluster.get("coordinator") != "etcd" and "error" not in cluster:
+        return
+    if "error" in cluster:
+        err.print(f"cluster: {cluster['error']}", markup=False)
+        return
+    members = ", ".join(
+        f"{m}{' (leader)' if m == cluster['leader'] else ''}" for m in cluster["members"]
+    )
+    console.print(Text(f"cluster: this node {cluster['node']}; nodes {members}"))
+    table = Table(title="assignment")
+    for column in ("connection", "node", "epoch"):
+        table.add_column(column)
+    for name, owner in cluster["assignment"].items():
+        table.add_row(name, owner["node"], str(owner["epoch"]))
+    console.print(table)
 
 
 def _describe(settings: Settings) -> list[str]:
@@ -312,6 +352,7 @@ def _status(path: Path | None, as_json: bool) -> int:
             Text(state.get("error") or ""),
         )
     console.print(table)
+    _print_cluster(status.get("cluster") or {})
     receipts = status.get("receipts") or {}
     if receipts:
         # Orphaned: reports about nothing we sent, kept for an operator to look at.

@@ -30,6 +30,12 @@ class Coordinator(Protocol):
         """The connections this node should serve now, each with its fencing epoch."""
         ...
 
+    async def hold(self, names: set[str]) -> set[str]:
+        """Declare the inbound connections this node runs now; returns those it may run.
+        One another node still runs is not free until that node has let it go (or died):
+        a planned move waits for the old owner to settle its last batch."""
+        ...
+
     async def view(self) -> dict[str, Any]:
         """Members, leader and the whole assignment, for `mailport status`."""
         ...
@@ -62,6 +68,9 @@ class LocalCoordinator:
         self.last = _next_epoch(self.last)
         return self.last
 
+    async def hold(self, names: set[str]) -> set[str]:
+        return names
+
     async def view(self) -> dict[str, Any]:
         return {
             "coordinator": "local",
@@ -77,9 +86,9 @@ class LocalCoordinator:
 class EtcdCoordinator:
     """Membership, election and assignment in etcd, under `prefix`.
 
-    Keys: ``members/NODE`` and ``leader`` under this node's lease; ``assignment/CONNECTION``
-    ({node, epoch}) and ``epoch`` (the last epoch given), written by the leader alone, in
-    transactions that hold only while it leads."""
+    Keys: ``members/NODE``, ``leader`` and ``serving/CONNECTION`` under this node's lease;
+    ``assignment/CONNECTION`` ({node, epoch}) and ``epoch`` (the last epoch given), written
+    by the leader alone, in transactions that hold only while it leads."""
 
     def __init__(
         self,
@@ -96,6 +105,8 @@ class EtcdCoordinator:
         self.prefix = prefix.rstrip("/")
         self.lease = Lease(self.etcd, lease_ttl)
         self.leading = False
+        self.held: set[str] = set()
+        self._held_under = 0  # the lease generation the serving keys were written under
 
     async def assign(self, node: str, connections: Mapping[str, Want]) -> dict[str, int]:
         if node != self.node:
@@ -114,6 +125,32 @@ class EtcdCoordinator:
         if not self.lease.alive:  # the answer may be older than our claim to it
             raise CoordinatorUnavailable("the etcd lease ran out")
         return {name: o.epoch for name, o in owners.items() if o.node == self.node}
+
+    async def hold(self, names: set[str]) -> set[str]:
+        if self._held_under != self.lease.generation:
+            self.held = set()  # a new lease: the old one's serving keys are gone
+        try:
+            assert self.lease.id is not None
+            ops, me = self.etcd.transactions, self.node.encode()
+            for name in sorted(self.held - names):
+                key = self._key(f"serving/{name}")
+                await self.etcd.transaction(
+                    compare=[ops.value(key) == me], success=[ops.delete(key)], failure=[]
+                )
+                self.held.discard(name)
+            for name in sorted(names - self.held):
+                key = self._key(f"serving/{name}")
+                took, _ = await self.etcd.transaction(
+                    compare=[ops.create(key) == 0],
+                    success=[ops.put(key, me, lease=self.lease.id)],
+                    failure=[],
+                )
+                if took:
+                    self.held.add(name)
+        except Exception as exc:
+            raise CoordinatorUnavailable(f"etcd: {exc or type(exc).__name__}") from exc
+        self._held_under = self.lease.generation
+        return set(self.held)
 
     async def _lead(self, connections: Mapping[str, Want]) -> None:
         """Compute the assignment from the live members and write what changed."""

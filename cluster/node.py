@@ -14,15 +14,21 @@ from typing import Any, TextIO
 
 import ray
 from ray._private import ray_constants
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mailport.actors.application import unloadable
 from mailport.actors.events import STATS_ACTOR
-from mailport.actors.inbound import InboundConnection
+from mailport.actors.inbound import DRAIN, InboundConnection
 from mailport.actors.outbound import OutboundConnection
 from mailport.actors.router import RouterShard
 from mailport.actors.stats import StatsAggregator
-from mailport.cluster.assignment import Want
-from mailport.cluster.coordinator import Coordinator, CoordinatorUnavailable, LocalCoordinator
+from mailport.cluster.assignment import Member, Want
+from mailport.cluster.coordinator import (
+    Coordinator,
+    CoordinatorUnavailable,
+    EtcdCoordinator,
+    LocalCoordinator,
+)
 from mailport.config.models import Inbound, MaildirOutbound, Outbound, Settings, Store
 from mailport.store import Store as MailStore
 
@@ -46,7 +52,7 @@ def anchored(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(update={"store": Store(url=url), "outbound": outbound, "node": node})
 
 
-def _loopback_only() -> None:
+def loopback_only() -> None:
     """Keep a node of our own on 127.0.0.1. Ray swaps 127.0.0.1 for the machine's address
     and binds every interface unless it believes it runs where clusters are off (Windows,
     macOS). That belief is read from the environment when ray is imported: set it for the
@@ -55,15 +61,16 @@ def _loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def init_ray(address: str | None = None) -> None:
+def init_ray(address: str | None = None, namespace: str = NAMESPACE) -> None:
+    """Start Ray for one node on this machine, or join the cluster at `address`."""
     if not ray.is_initialized():
         options: dict[str, Any] = {}
         if address is None:
-            _loopback_only()
+            loopback_only()
             options = {"num_cpus": max(os.cpu_count() or 2, 2)}
         ray.init(
             address=address,
-            namespace=NAMESPACE,
+            namespace=namespace,
             logging_level=logging.ERROR,
             include_dashboard=False,
             # Actors report through events, states and alarms; their raw logs stay in Ray's
@@ -71,6 +78,26 @@ def init_ray(address: str | None = None) -> None:
             log_to_driver=False,
             **options,
         )
+
+
+def coordinator_for(settings: Settings, node: str) -> Coordinator:
+    cluster = settings.cluster
+    if cluster.coordinator == "local":
+        return LocalCoordinator()
+    member = Member(capacity=cluster.capacity, zone=cluster.zone)
+    return EtcdCoordinator(
+        cluster.etcd, node, member, prefix=cluster.prefix, lease_ttl=cluster.lease_ttl
+    )
+
+
+def _ray_node(wanted: str | None) -> str:
+    """The id of the Ray node this node's actors run on."""
+    if wanted is None:
+        return str(ray.get_runtime_context().get_node_id())
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        if node["Alive"] and (node["NodeID"] == wanted or wanted in node["Resources"]):
+            return str(node["NodeID"])
+    raise CannotStart(f"no live Ray node is {wanted!r} or has a resource of that name")
 
 
 class NodeRunning(Exception):
@@ -114,11 +141,17 @@ def read_status(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
+OUTBOUND = "outbound:"  # how outbound connections are named among assigned work
+
+
 class Node:
+    """One mailport node: its router shards and statistics, and the connections the
+    coordinator gives it (inbound under a fencing epoch, outbound as the pools it runs)."""
+
     def __init__(self, settings: Settings, coordinator: Coordinator | None = None) -> None:
         self.settings = settings
-        self.coordinator = coordinator or LocalCoordinator()
-        self.name = socket.gethostname()
+        self.name = settings.cluster.node_name or socket.gethostname()
+        self.coordinator = coordinator or coordinator_for(settings, self.name)
         self.stats: Any = None
         self.shards: list[Any] = []
         self.shard_names: list[str] = []
@@ -129,6 +162,11 @@ class Node:
         self.store: MailStore | None = None
         self.lock: TextIO | None = None
         self.coordinator_lost = False
+        self.placement: dict[str, Any] = {}
+
+    @property
+    def clustered(self) -> bool:
+        return self.settings.cluster.coordinator != "local"
 
     async def start(self) -> None:
         problems = unloadable(self.settings.applications)
@@ -136,54 +174,76 @@ class Node:
             raise CannotStart("; ".join(problems))
         self.settings.node.data_dir.mkdir(parents=True, exist_ok=True)
         self.lock = _lock(self.settings)
-        init_ray()
+        if self.clustered:
+            # Each node's actors go by the same names (router-0, stats, ...): a namespace
+            # of its own keeps them apart in the shared Ray cluster.
+            init_ray(self.settings.cluster.ray_address, f"{NAMESPACE}-{self.name}")
+            strategy = NodeAffinitySchedulingStrategy(
+                _ray_node(self.settings.cluster.ray_node), soft=True
+            )
+            self.placement = {"scheduling_strategy": strategy}
+        else:
+            init_ray()
         self.store = await MailStore.open(self.settings.store.url)
-        self.stats = _actor(StatsAggregator).options(name=STATS_ACTOR, get_if_exists=True).remote()
+        self.stats = self._place(StatsAggregator, name=STATS_ACTOR, get_if_exists=True).remote()
         self.shard_names = [f"router-{i}" for i in range(self.settings.node.shards)]
         self.shards = [
-            _actor(RouterShard).options(name=name).remote(self.settings, i)
+            self._place(RouterShard, name=name).remote(self.settings, i)
             for i, name in enumerate(self.shard_names)
         ]
         await asyncio.gather(*(s.ping.remote() for s in self.shards))
-        for config in self.settings.outbound:
-            self.outbound[config.name] = (
-                _actor(OutboundConnection)
-                .options(name=f"outbound:{config.name}")
-                .remote(self.settings, config.name)
-            )
         await self.reconcile()
 
+    def _place(self, cls: object, **options: Any) -> Any:
+        """A Ray actor class with its options, on this node's Ray node when clustered."""
+        return _actor(cls).options(**self.placement, **options)
+
     async def reconcile(self) -> None:
-        """Make the running inbound actors match what the coordinator assigns to this node."""
+        """Make the running connection actors match what the coordinator assigns here."""
         wants = {c.name: Want(c.weight, c.zone) for c in self.settings.inbound}
+        wants |= {OUTBOUND + c.name: Want() for c in self.settings.outbound}
         try:
             wanted = await self.coordinator.assign(self.name, wants)
         except CoordinatorUnavailable as exc:
             # Ownership cannot be proved: stop claiming; the store's fence holds meanwhile.
-            log.error("%s; stopping every inbound connection", exc)
-            for name in list(self.inbound):
-                await self._stop_inbound(name)
+            # Outbound mail goes on: the store leases each message to one sender.
+            if not self.coordinator_lost:
+                log.error("%s; stopping every inbound connection", exc)
+            await asyncio.gather(*(self._stop_inbound(n) for n in list(self.inbound)))
             if self.store is not None:
-                await self.store.raise_alarm("cluster:coordinator", str(exc))
+                await self.store.raise_alarm("cluster:coordinator", f"{self.name}: {exc}")
             self.coordinator_lost = True
             await self.supervise()
             return
         if self.coordinator_lost and self.store is not None:
             await self.store.clear_alarm("cluster:coordinator")
         self.coordinator_lost = False
-        for name in list(self.inbound):
-            # An epoch of its own that changed means it was another node's in between.
-            if wanted.get(name) != self.epochs.get(name):
-                await self._stop_inbound(name)
+        # An epoch of its own that changed means it was another node's in between.
+        leaving = [n for n in self.inbound if wanted.get(n) != self.epochs.get(n)]
+        await asyncio.gather(*(self._stop_inbound(n) for n in leaving))
+        gone = [n for n in self.outbound if OUTBOUND + n not in wanted]
+        await asyncio.gather(*(self._stop_outbound(n) for n in gone))
+        held = await self._hold(set(wanted))
         for config in self.settings.inbound:
-            if config.name in wanted and config.name not in self.inbound:
+            if config.name in held and config.name not in self.inbound:
                 epoch = self.epochs[config.name] = wanted[config.name]
-                self.inbound[config.name] = (
-                    _actor(InboundConnection)
-                    .options(name=f"inbound:{config.name}:{epoch}")
-                    .remote(self.settings, config, epoch, self.shard_names)
-                )
+                self.inbound[config.name] = self._place(
+                    InboundConnection, name=f"inbound:{config.name}:{epoch}"
+                ).remote(self.settings, config, epoch, self.shard_names)
+        for out in self.settings.outbound:
+            if OUTBOUND + out.name in held and out.name not in self.outbound:
+                self.outbound[out.name] = self._place(
+                    OutboundConnection, name=OUTBOUND + out.name
+                ).remote(self.settings, out.name)
         await self.supervise()
+
+    async def _hold(self, names: set[str]) -> set[str]:
+        """The connections this node may start now (another node may still be letting go)."""
+        try:
+            return await self.coordinator.hold(names)
+        except CoordinatorUnavailable as exc:
+            log.warning("%s; starting nothing new this round", exc)
+            return set(self.inbound) | {OUTBOUND + n for n in self.outbound}
 
     async def add_inbound(self, config: Inbound) -> None:
         self.settings = self.settings.model_copy(
@@ -196,12 +256,7 @@ class Node:
         self.settings = self.settings.model_copy(
             update={"outbound": (*self.settings.outbound, config)}
         )
-        self.outbound[config.name] = (
-            _actor(OutboundConnection)
-            .options(name=f"outbound:{config.name}")
-            .remote(self.settings, config.name)
-        )
-        await self.supervise()
+        await self.reconcile()
 
     async def remove_inbound(self, name: str) -> None:
         self.settings = self.settings.model_copy(
@@ -213,9 +268,17 @@ class Node:
         actor = self.inbound.pop(name)
         self.epochs.pop(name, None)
         try:
-            await asyncio.wait_for(actor.stop.remote(), 5)
+            await asyncio.wait_for(actor.stop.remote(), DRAIN + 5)
         except Exception as exc:  # it may be dead already; kill it either way
             log.info("stopping %s: %s", name, exc)
+        ray.kill(actor)
+
+    async def _stop_outbound(self, name: str) -> None:
+        actor = self.outbound.pop(name)
+        try:
+            await asyncio.wait_for(actor.stop.remote(), DRAIN + 5)
+        except Exception as exc:  # dead already, or too slow: its leases run out
+            log.info("stopping outbound %s: %s", name, exc)
         ray.kill(actor)
 
     async def supervise(self) -> list[dict[str, Any]]:
@@ -235,7 +298,12 @@ class Node:
         return list(events)
 
     async def snapshot(self) -> dict[str, dict[str, int]]:
-        return dict(await self.stats.snapshot.remote())
+        """The live counters; empty while the statistics actor restarts (they start over)."""
+        try:
+            return dict(await _bounded(self.stats.snapshot.remote()))
+        except Exception as exc:
+            log.warning("statistics unavailable: %s", exc)
+            return {}
 
     async def publish_status(self) -> dict[str, Any]:
         """Write the live counters and actor states where `mailport status` reads them."""
@@ -246,6 +314,7 @@ class Node:
             "actors": await self.supervise(),
             "alarms": await self.store.open_alarms() if self.store else [],
             "receipts": await self.store.receipt_states() if self.store else {},
+            "cluster": await self._cluster_view(),
             # What it runs with, for the commands that act on it (secrets are references).
             "settings": self.settings.model_dump(mode="json"),
         }
@@ -255,12 +324,18 @@ class Node:
         tmp.replace(path)
         return status
 
+    async def _cluster_view(self) -> dict[str, Any]:
+        try:
+            view = await self.coordinator.view()
+        except Exception as exc:  # etcd away: say so, the rest of the status still counts
+            return {"node": self.name, "error": f"{type(exc).__name__}: {exc}"}
+        return {"node": self.name, **view}
+
     async def stop(self) -> None:
-        for name in list(self.inbound):
-            await self._stop_inbound(name)
-        for actor in [*self.outbound.values(), *self.shards, self.stats]:
+        await asyncio.gather(*(self._stop_inbound(n) for n in list(self.inbound)))
+        await asyncio.gather(*(self._stop_outbound(n) for n in list(self.outbound)))
+        for actor in [*self.shards, self.stats]:
             ray.kill(actor)
-        self.outbound.clear()
         self.shards.clear()
         status_file(self.settings).unlink(missing_ok=True)
         await self.coordinator.close()

@@ -181,6 +181,36 @@ class Node(_Model):
     data_dir: Path = Path("var")
 
 
+class Cluster(_Model):
+    """How this node finds the others. `local` (the default) is one node on its own, with
+    an embedded Ray; `etcd` joins a Ray cluster and coordinates through etcd."""
+
+    coordinator: Literal["local", "etcd"] = "local"
+    etcd: list[str] = Field(default_factory=list)
+    """etcd members, `host:port` each (IPv4 addresses when more than one)."""
+    prefix: str = Field(default="/mailport", pattern=r"^/[\w./-]*$")
+    """Where in etcd this cluster keeps its keys: one prefix per mailport cluster."""
+    lease_ttl: int = Field(default=5, ge=1, le=60)
+    """Seconds a node's membership outlives its last word to etcd (refreshed every TTL/3);
+    a lost node's connections move after about this long."""
+    node_name: str | None = Field(default=None, pattern=_NAME)
+    """This node's name in the cluster; default: the host name."""
+    zone: str | None = None
+    capacity: int | None = Field(default=None, ge=1)
+    """The most connection weight this node takes; None: its share, whatever that is."""
+    ray_address: str = "auto"
+    """The Ray cluster to join (`ray start --head` prints it); `auto` finds the local one."""
+    ray_node: str | None = None
+    """Place this node's actors on the Ray node with this custom resource (or this node
+    id); default: the Ray node this process runs on."""
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> Cluster:
+        if self.coordinator == "etcd" and not self.etcd:
+            raise ValueError("the etcd coordinator needs its endpoints (cluster.etcd)")
+        return self
+
+
 ACKNOWLEDGE = Application(
     name="acknowledge",
     handler="mailport.actors.acknowledge:acknowledge",
@@ -190,6 +220,7 @@ ACKNOWLEDGE = Application(
 
 class Settings(_Model):
     node: Node = Node()
+    cluster: Cluster = Cluster()
     store: Store = Store()
     inbound: tuple[Inbound, ...] = (SmtpListenerInbound(kind="smtp-listener", name="mx"),)
     outbound: tuple[Outbound, ...] = (MaildirOutbound(kind="maildir", name="outbox"),)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import ray
+
 from mailport.actors.acknowledge import acknowledge
 from mailport.actors.application import ApplicationContext
 from mailport.actors.receipt_handoff import ReceiptContext
@@ -20,6 +22,8 @@ def record(ctx: ApplicationContext) -> None:
             "key": ctx.dedupe_key,
             "message_id": ctx.message.message_id,
             "subject": ctx.message.subject,
+            # Which node ran it: each node's actors live in a Ray namespace of its own.
+            "namespace": ray.get_runtime_context().namespace if ray.is_initialized() else None,
         }
     )
     with open(os.environ[LEDGER], "a", encoding="utf-8") as ledger:
