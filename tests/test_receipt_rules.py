@@ -74,10 +74,66 @@ def test_codes_that_are_not_smtp_replies_do_not_count() -> None:
         ),
         ("5.0.0", None, "", "onhold"),
         ("2.0.0", 250, "Ok: queued", "delivered"),
+        # Unknown-user words that do not say they answered RCPT: a filter's refusal.
+        ("5.0.0", None, "Returned mail: [User unknown]", "filtered"),
+        # ... unless they are a mailbox system's own, which knows its users.
+        ("5.0.0", None, "User jo (jo@b.example) not listed in Domino Directory", "userunknown"),
+        ("5.0.0", None, "Invalid final delivery userid: jo@b.example", "userunknown"),
+        (
+            "5.0.0",
+            554,
+            "554 delivery error: dd This user doesn't have a b.example account",
+            "userunknown",
+        ),
+        # A multi-line reply's continuation codes do not split the server's sentence.
+        (
+            "5.7.1",
+            550,
+            "550-5.7.1 [192.0.2.1] Messages with multiple 550 5.7.1 addresses in From: header"
+            " are not accepted.",
+            "notcompliantrfc",
+        ),
+        # A pipe address says where the mail went, not why it failed.
+        (
+            "5.5.0",
+            554,
+            '554 "|exec /usr/bin/procmail -f- #jo"... Service unavailable',
+            "systemerror",
+        ),
+        ("5.1.1", None, 'procmail: Couldn\'t create "/var/mail/jo"', "mailererror"),
+        ("5.0.0", None, "The email account that you tried to reach does not exist.", "filtered"),
     ],
 )
 def test_reasons(status: str, code: int | None, words: str, reason: str) -> None:
     assert reason_for(status, code, words) == reason
+
+
+def test_the_reporting_mtas_reading_of_the_status_ranks_with_the_servers_words() -> None:
+    said = "550 5.2.1 <jo@b.example>... User Unknown"
+    assert reason_for("5.2.1", 550, said) == "filtered"
+    assert reason_for("5.2.1", 550, said, reading="mailbox disabled, not accepting") == "suspend"
+    # A bare name of the class hints at nothing: time ran out while the MTA retried.
+    reading = "other or undefined network or routing status"
+    assert reason_for("4.4.0", None, "", "delayed", "will retry", reading) == "expired"
+
+
+@pytest.mark.parametrize(
+    ("exit_status", "reason"),
+    [("255", "mailererror"), ("77", "systemerror"), ("75", "mailererror")],
+)
+def test_a_local_programs_exit_status_says_whether_the_system_failed_it(
+    exit_status: str, reason: str
+) -> None:
+    report = (
+        "From: MAILER-DAEMON@b.example\nSubject: Returned mail\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nfailed\n\n"
+        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; b.example\n\n"
+        f"Final-Recipient: rfc822; jo@b.example\nAction: failed\nStatus: 5.3.0\n"
+        f"Diagnostic-Code: X-Unix; {exit_status}\n\n--b--\n"
+    )
+    [jo] = classify(report.encode()).recipients
+    assert jo.reason == reason
 
 
 def test_an_mbox_file_is_its_messages_and_any_other_file_one() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from mailport.mail.receipts import notice as notices
 from mailport.mail.receipts.codes import reply_code_in, status_from_reply, status_in, statuses_in
@@ -31,8 +32,9 @@ def from_report(report: Report, text: str, original: str | None) -> Receipt:
         remote = typed_value(group.get("remote-mta", ""))
         given = group.get("status", "")
         status = recipient_status(recipient, action, given, diagnostic or words, remote, words)
-        if _by_local_program(group.get("diagnostic-code", ""), status.reason):
-            status = dataclasses.replace(status, reason="mailererror", hard_bounce=False)
+        local = _by_local_program(group.get("diagnostic-code", ""), status.reason)
+        if local is not None:
+            status = dataclasses.replace(status, reason=local, hard_bounce=False)
         out.append(status)
     return Receipt("dsn", original, envelope, tuple(out))
 
@@ -58,7 +60,10 @@ def recipient_status(
     if not status:  # the class alone: from the reply, else from the action
         status = status_from_reply(code) or _CLASS_OF.get(action[:5], "5.0.0")
     action = _action(action, status)
-    reason = reason_for(status, code, diagnostic, action, context)
+    # The reporting MTA's words beside its Status code go with that code: not where the
+    # server's own code took its place.
+    reading = _comment(given) if status == status_in(given) else ""
+    reason = reason_for(status, code, diagnostic, action, context, reading)
     return RecipientStatus(
         recipient=recipient,
         action=action,
@@ -71,6 +76,11 @@ def recipient_status(
     )
 
 
+def _comment(field: str) -> str:
+    match = re.search(r"\(([^()]*)\)", field)
+    return match.group(1).strip() if match else ""
+
+
 def _action(said: str, status: str) -> str:
     """RFC 3464's action, from what reports write (Action: deliverable, Action: failure)."""
     for action in _ACTIONS:
@@ -79,11 +89,23 @@ def _action(said: str, status: str) -> str:
     return {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
 
 
-def _by_local_program(diagnostic_code: str, reason: str) -> bool:
+# Exit statuses of sysexits.h that blame the system the program ran on (an OS error, a
+# missing system file, a file it cannot create, an I/O error, no permission, a bad
+# configuration) rather than the program.
+_SYSTEM_EXITS = {71, 72, 73, 74, 77, 78}
+
+
+def _by_local_program(diagnostic_code: str, reason: str) -> str | None:
     """An X-Unix diagnostic is a local delivery program's exit: the mailer failed, whatever
-    its words say, unless the system itself is short of something."""
-    kind = diagnostic_code.partition(";")[0].strip().lower()
-    return kind == "x-unix" and reason not in ("systemerror", "systemfull", "mailboxfull")
+    its words say, unless the system itself is short of something, or the program's exit
+    status says the system failed it. None when it is not such a diagnostic."""
+    kind, _, said = diagnostic_code.partition(";")
+    if kind.strip().lower() != "x-unix" or reason in ("systemerror", "systemfull", "mailboxfull"):
+        return None
+    exit_status = said.strip()
+    if exit_status.isdigit() and int(exit_status) in _SYSTEM_EXITS:
+        return "systemerror"
+    return "mailererror"
 
 
 def _words_about(recipient: str, notice: str) -> str:

@@ -334,6 +334,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"unknown (?:user|recipient|local[- ]part|mailbox|address|account)",
             r"no (?:such|this) (?:user|mailbox|recipient|account|address|person)",
             r"(?:user|recipient|mailbox|address|account) (?:does not|doesn't|does n't) exist",
+            r"(?:account|address|mailbox) (?:that )?you tried to reach does not exist",
             r"(?:user|recipient|mailbox|address|account) (?:\S+ )?"
             r"(?:not|isn't) (?:found|known|listed|valid|exist)",
             r"(?:not|isn't) a (?:valid|known) (?:user|mailbox|recipient)",
@@ -352,7 +353,6 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"not listed in",
             r"no valid recipients",
             r"recipient not found",
-            r"delivery to the following recipients? failed",
             r"dd this user doesn't have",
             r"sorry, no mailbox here",
             r"mailbox (?:name )?(?:is )?(?:invalid|unknown)",
@@ -489,9 +489,10 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"mailer error",
             r"command (?:failed|died|output)",
             r"exit (?:code|status)",
-            r"procmail",
+            # The program's own words ("procmail: Couldn't create …"), not a pipe address
+            # ("|exec /usr/bin/procmail"), which says only where the mail was to go.
+            r"procmail:",
             r"pipe to",
-            r"\|\s*/",
         ),
     ),
 ]
@@ -620,8 +621,28 @@ def _names_the_address(detail: str, reply_code: int | None, text: str) -> bool:
     return detail.startswith("1.") or reply_code in (551, 553) or bool(_AT_RCPT.search(text))
 
 
-# The local delivery agent's own words: it knows its users, no filter is involved.
-_LOCAL_AGENT = re.compile(r"mail\.local|local delivery|procmail", re.IGNORECASE)
+# Words only the system that holds the mailboxes uses, whenever in the session it speaks:
+# it knows its users, and no filter is involved.
+_MAILBOX_SYSTEM = re.compile(
+    "|".join(
+        (
+            # The local delivery agent.
+            r"mail\.local|local delivery|procmail",
+            # Directories looked up by name: Domino's, Notes' Name & Address Book,
+            # Exchange's ("The recipient name is not recognized").
+            r"not listed in (?:the )?(?:\S+ )?(?:directory|name (?:&|and) address book)",
+            r"recipient name is not recognized",
+            # IMail's notice ("Unknown user: a@b", "Invalid final delivery userid: a@b"),
+            # which carries no reply code.
+            r"^unknown user: \S+@|invalid final delivery userid",
+            # An MMS gateway's (Verizon's) "No valid recipients for this MM".
+            r"no valid recipients for this mm",
+            # Yahoo refuses an account it does not have after DATA, with this wording.
+            r"\bdd this user doesn't have",
+        )
+    ),
+    re.IGNORECASE,
+)
 
 
 def _compiled(rules: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, re.Pattern[str]]]:
@@ -645,26 +666,34 @@ _DECISIVE = {
 
 
 def reason_for(
-    status: str, reply_code: int | None, diagnostic: str, action: str = "failed", context: str = ""
+    status: str,
+    reply_code: int | None,
+    diagnostic: str,
+    action: str = "failed",
+    context: str = "",
+    reading: str = "",
 ) -> str:
     """The reason for one recipient's report; `context` is the rest of what the report
-    says about the recipient, where the SMTP command that failed may be named."""
+    says about the recipient, where the SMTP command that failed may be named, and
+    `reading` the words the reporting MTA put beside the status code."""
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return "delivered"
-    text = " ".join(diagnostic.split())
+    text = _joined(" ".join(diagnostic.split()))
     specific = _detail(status)
     if specific in _DECISIVE:
         return _DECISIVE[specific]
-    found = by_phrase(text)
+    # "Status: 5.2.1 (mailbox disabled, not accepting messages)": the reporting MTA says
+    # what it makes of the code, and its words rank with the server's by how specific they
+    # are. Only as a phrase: a bare "(network or routing status)" hints at nothing.
+    found = by_phrase(f"{text} {reading}" if reading else text)
     if (
         found == "userunknown"
-        and reply_code is not None
         and not _names_the_address(specific, reply_code, f"{text} {context}")
-        and not _LOCAL_AGENT.search(text)
+        and not _MAILBOX_SYSTEM.search(text)
     ):
-        # A server's words of an unknown user, but not in answer to RCPT: it took the
-        # address and refused the message, which is a filter's doing. (Without a reply
-        # code the words are the mailbox system's own, which knows its users.)
+        # Words of an unknown user, but not in answer to RCPT: the server took the address
+        # and refused the message, which is a filter's doing; and a notice that does not
+        # say when in the session it was told is read the same way.
         return "filtered"
     if found:
         return found
@@ -681,6 +710,21 @@ def reason_for(
         return "rejected"
     # Nothing said beyond the class: the report cannot tell why, so the mail is on hold.
     return "onhold" if specific in _VAGUE or not specific else "undefined"
+
+
+# "550-5.7.1 … multiple" / "550 5.7.1 addresses in From: …": each line of a multi-line
+# reply (RFC 5321, 4.2.1) starts with its code, which splits the server's sentence in two.
+_CONTINUED = re.compile(r"(?<![\d.])([245]\d\d)-((?:[245]\.\d{1,3}\.\d{1,3})?)")
+
+
+def _joined(text: str) -> str:
+    """The reply with the codes that start its continuation lines taken out."""
+    first = _CONTINUED.search(text)
+    if first is None:
+        return text
+    code, status = first.groups()
+    repeated = re.compile(rf"\s{code}[ -]{re.escape(status)}(?=\s)")
+    return text[: first.end()] + repeated.sub("", text[first.end() :])
 
 
 def by_phrase(text: str, rules: list[tuple[str, re.Pattern[str]]] = _NAMES) -> str | None:
