@@ -60,6 +60,7 @@ class RouterShard:
         self.events = EventSink()
         self.outbound: dict[str, Any] = {}
         self.receipts: asyncio.Task[None] | None = None
+        self.handoff: ReceiptHandOff | None = None
         self.opening = asyncio.Lock()
 
     async def ping(self) -> int:
@@ -69,7 +70,18 @@ class RouterShard:
         """Keep handing receipts to the applications that sent the mail they answer."""
         if self.receipts is None or self.receipts.done():
             store = await self._store()
-            self.receipts = asyncio.create_task(ReceiptHandOff(self.settings).run(store))
+            self.handoff = ReceiptHandOff(self.settings)
+            self.receipts = asyncio.create_task(self.handoff.run(store))
+
+    async def configure(self, settings: Settings) -> None:
+        """New applications and routing rules, for the next batch (a batch under way
+        finishes with the ones it started with)."""
+        async with self.lock:
+            self.settings = settings
+            self.handlers = {}
+            self.outbound = {}
+            if self.handoff is not None:
+                self.handoff.settings, self.handoff.handlers = settings, {}
 
     async def _store(self) -> Store:
         async with self.opening:  # process() and ensure_running() may both ask first

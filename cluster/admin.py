@@ -30,3 +30,21 @@ async def resize_pool(settings: Settings, connection: str, size: int) -> tuple[i
     finally:
         await store.close()
     return old, size
+
+
+async def push_settings(settings: Settings) -> int:
+    """Make `settings`' connections, applications and rules the cluster's; every node
+    applies them within moments. Returns the etcd revision they became."""
+    from mailport.cluster import shared_config
+    from mailport.cluster.etcd import client
+
+    cluster = settings.cluster
+    if cluster.coordinator != "etcd":
+        raise AdminError("only a cluster (cluster.coordinator: etcd) keeps shared settings")
+    etcd = client(cluster.etcd)
+    try:
+        return await shared_config.publish(etcd, cluster.prefix, settings)
+    except Exception as exc:
+        raise AdminError(f"etcd at {', '.join(cluster.etcd)}: {exc}") from exc
+    finally:
+        await etcd.close()

@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a settings file")
     validate.add_argument("file", type=Path)
+    push = config_commands.add_parser(
+        "push", help="make a settings file's connections and rules the whole cluster's"
+    )
+    push.add_argument("file", type=Path)
 
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -82,7 +86,29 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args)
     if args.command == "pool":
         return _resize(args.config, args.connection, args.size)
+    if args.config_command == "push":
+        return _push(args.file)
     return _validate(args.file)
+
+
+def _push(path: Path) -> int:
+    from mailport.cluster.admin import AdminError, push_settings
+
+    try:
+        settings = load(path, check_handlers=True)
+        revision = asyncio.run(push_settings(settings))
+    except InvalidConfig as exc:
+        for error in exc.errors:
+            err.print(f"{exc.source}:{error}", markup=False)
+        return 1
+    except AdminError as exc:
+        err.print(f"mailport: {exc}", markup=False)
+        return 1
+    console.print(
+        f"{path}: the cluster's settings are now revision {revision} "
+        f"({len(settings.inbound)} inbound, {len(settings.outbound)} outbound)"
+    )
+    return 0
 
 
 def _resize(path: Path | None, connection: str, size: int) -> int:

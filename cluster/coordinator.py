@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-from mailport.cluster import election, membership
+from pydantic import ValidationError
+
+from mailport.cluster import election, membership, shared_config
 from mailport.cluster.assignment import Member, Owner, Want, assign
 from mailport.cluster.etcd import client
 from mailport.cluster.lease import Lease
+from mailport.config.models import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,16 @@ class Coordinator(Protocol):
 
     async def view(self) -> dict[str, Any]:
         """Members, leader and the whole assignment, for `mailport status`."""
+        ...
+
+    async def settings(self, local: Settings) -> tuple[Settings, int]:
+        """The settings to run with: `local` with the cluster's shared part in place, and
+        that part's revision (a new cluster takes this node's)."""
+        ...
+
+    def settings_changes(self, local: Settings, after: int) -> AsyncIterator[tuple[Any, int]]:
+        """Each later version of the shared settings, merged into `local` (or the error
+        that makes it unusable), with its revision."""
         ...
 
     async def close(self) -> None: ...
@@ -78,6 +91,13 @@ class LocalCoordinator:
             "members": [self.node],
             "assignment": {c: {"node": self.node, "epoch": e} for c, e in self.assigned.items()},
         }
+
+    async def settings(self, local: Settings) -> tuple[Settings, int]:
+        return local, 0
+
+    async def settings_changes(self, local: Settings, after: int) -> AsyncIterator[tuple[Any, int]]:
+        return
+        yield  # one node: its settings file is the whole story
 
     async def close(self) -> None:
         return None
@@ -199,6 +219,21 @@ class EtcdCoordinator:
                 for name, o in sorted((await self._assignment()).items())
             },
         }
+
+    async def settings(self, local: Settings) -> tuple[Settings, int]:
+        try:
+            await shared_config.seed(self.etcd, self.prefix, local)
+            shared, revision = await shared_config.read(self.etcd, self.prefix)
+        except Exception as exc:
+            raise CoordinatorUnavailable(f"etcd: {exc or type(exc).__name__}") from exc
+        return shared_config.merged(local, shared or {}), revision
+
+    async def settings_changes(self, local: Settings, after: int) -> AsyncIterator[tuple[Any, int]]:
+        async for shared, revision in shared_config.watch(self.etcd, self.prefix, after):
+            try:
+                yield shared_config.merged(local, shared), revision
+            except ValidationError as exc:
+                yield exc, revision
 
     async def close(self) -> None:
         """Leave the cluster at once: the lease's keys go now, and the leader (which may be

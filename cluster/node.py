@@ -163,6 +163,12 @@ class Node:
         self.lock: TextIO | None = None
         self.coordinator_lost = False
         self.placement: dict[str, Any] = {}
+        self.local = settings
+        """The settings file's; in a cluster, `settings` is these with the cluster's part."""
+        self.revision = 0
+        self.following: asyncio.Task[None] | None = None
+        self.reconciling = asyncio.Lock()
+        self.started = 0  # actors started, so a restarted connection's name is new
 
     @property
     def clustered(self) -> bool:
@@ -184,6 +190,7 @@ class Node:
             self.placement = {"scheduling_strategy": strategy}
         else:
             init_ray()
+        self.settings, self.revision = await self.coordinator.settings(self.local)
         self.store = await MailStore.open(self.settings.store.url)
         self.stats = self._place(StatsAggregator, name=STATS_ACTOR, get_if_exists=True).remote()
         self.shard_names = [f"router-{i}" for i in range(self.settings.node.shards)]
@@ -193,6 +200,45 @@ class Node:
         ]
         await asyncio.gather(*(s.ping.remote() for s in self.shards))
         await self.reconcile()
+        self.following = asyncio.get_running_loop().create_task(self._follow_settings())
+
+    async def _follow_settings(self) -> None:
+        """Apply each change of the cluster's settings as it is made."""
+        changes = self.coordinator.settings_changes(self.local, self.revision)
+        async for settings, revision in changes:
+            if isinstance(settings, Exception):
+                # Keep running as we are: an operator must fix what was published.
+                error = f"revision {revision} of the cluster settings is invalid: {settings}"
+                log.error("%s", error)
+                if self.store is not None:
+                    await self.store.raise_alarm("cluster:settings", error)
+                continue
+            try:
+                await self.apply(settings)
+            except Exception as exc:  # an actor restarting: the next reconcile catches up
+                log.error("applying revision %d: %s", revision, exc)
+            self.revision = revision
+            if self.store is not None:
+                await self.store.clear_alarm("cluster:settings")
+
+    async def apply(self, settings: Settings) -> None:
+        """Run with new settings: restart only the connections whose settings changed, give
+        the router shards the new applications and rules, start and stop the rest."""
+        async with self.reconciling:
+            old, self.settings = self.settings, settings
+            inbound = {c.name: c for c in settings.inbound}
+            outbound = {c.name: c for c in settings.outbound}
+            changed_in = [c.name for c in old.inbound if inbound.get(c.name, c) != c]
+            changed_out = [c.name for c in old.outbound if outbound.get(c.name, c) != c]
+            await asyncio.gather(
+                *(self._stop_inbound(n) for n in changed_in if n in self.inbound),
+                *(self._stop_outbound(n) for n in changed_out if n in self.outbound),
+            )
+            if (old.applications, old.routing) != (settings.applications, settings.routing) or (
+                old.automatic_replies_per_sender != settings.automatic_replies_per_sender
+            ):
+                await asyncio.gather(*(s.configure.remote(settings) for s in self.shards))
+            await self._reconcile()
 
     def _place(self, cls: object, **options: Any) -> Any:
         """A Ray actor class with its options, on this node's Ray node when clustered."""
@@ -200,6 +246,10 @@ class Node:
 
     async def reconcile(self) -> None:
         """Make the running connection actors match what the coordinator assigns here."""
+        async with self.reconciling:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         wants = {c.name: Want(c.weight, c.zone) for c in self.settings.inbound}
         wants |= {OUTBOUND + c.name: Want() for c in self.settings.outbound}
         try:
@@ -228,7 +278,7 @@ class Node:
             if config.name in held and config.name not in self.inbound:
                 epoch = self.epochs[config.name] = wanted[config.name]
                 self.inbound[config.name] = self._place(
-                    InboundConnection, name=f"inbound:{config.name}:{epoch}"
+                    InboundConnection, name=f"inbound:{config.name}:{epoch}:{self._serial()}"
                 ).remote(self.settings, config, epoch, self.shard_names)
         for out in self.settings.outbound:
             if OUTBOUND + out.name in held and out.name not in self.outbound:
@@ -236,6 +286,10 @@ class Node:
                     OutboundConnection, name=OUTBOUND + out.name
                 ).remote(self.settings, out.name)
         await self.supervise()
+
+    def _serial(self) -> int:
+        self.started += 1
+        return self.started
 
     async def _hold(self, names: set[str]) -> set[str]:
         """The connections this node may start now (another node may still be letting go)."""
@@ -280,6 +334,14 @@ class Node:
         except Exception as exc:  # dead already, or too slow: its leases run out
             log.info("stopping outbound %s: %s", name, exc)
         ray.kill(actor)
+        # Routers find it by name; ray.kill frees the name a little later, so wait for that
+        # before a successor of the same name is made.
+        for _ in range(50):
+            try:
+                ray.get_actor(OUTBOUND + name)
+            except ValueError:
+                return
+            await asyncio.sleep(0.1)
 
     async def supervise(self) -> list[dict[str, Any]]:
         """Start any loop that is not running (Ray restarts crashed actors, not their loops)."""
@@ -332,6 +394,8 @@ class Node:
         return {"node": self.name, **view}
 
     async def stop(self) -> None:
+        if self.following is not None:
+            self.following.cancel()
         await asyncio.gather(*(self._stop_inbound(n) for n in list(self.inbound)))
         await asyncio.gather(*(self._stop_outbound(n) for n in list(self.outbound)))
         for actor in [*self.shards, self.stats]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -21,6 +23,7 @@ from tests.cluster_nodes import REPO, MailportNode, RayNodes, wait_for
 from tests.flow import password_file
 from tests.servers.dovecot import Dovecot
 from tests.servers.etcd import EtcdCluster
+from tests.servers.smtp_sink import SmtpSink
 
 MAILBOXES = 12
 WAVES = 4
@@ -122,10 +125,10 @@ class Scenario:
                     served[connection] = name
         return served
 
-    def balanced(self, live: set[str]) -> dict[str, int] | None:
+    def balanced(self, live: set[str], mailboxes: int = MAILBOXES) -> dict[str, int] | None:
         """Each mailbox served once, by the live nodes alone, within ±1 of each other."""
         served = self.serving()
-        if len(served) != MAILBOXES or set(served.values()) - live:
+        if len(served) != mailboxes or set(served.values()) - live:
             return None
         loads = Counter(served.values())
         counts = [loads.get(n, 0) for n in live]
@@ -238,4 +241,75 @@ async def _store_counts(url: str) -> tuple[int, Counter[str]]:
     return (
         sum(1 for r in inbound if r["state"] == "done"),
         Counter(str(c["direction"]) for c in contacts),
+    )
+
+
+def test_a_new_connection_and_a_pool_resize_reach_the_node_that_serves_them(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    etcd: EtcdCluster,
+    ray_nodes: tuple[RayNodes, Path],
+    smtp_sink: SmtpSink,
+) -> None:
+    nodes, ledger = ray_nodes
+    s = Scenario(tmp_path, dovecot, etcd, nodes, ledger)
+    first, extra = s.settings["inbound"][:2], s.settings["inbound"][2]
+    s.settings["inbound"] = first
+    s.settings["outbound"] = [
+        {"kind": "smtp", "name": "relay", "host": smtp_sink.host, "port": smtp_sink.port,
+         "security": "none", "pool_size": 2}
+    ]  # fmt: skip
+    try:
+        for name in ("n5", "n6"):
+            s.start(name)
+        wait_for(lambda: s.balanced({"n5", "n6"}, 2), 90, "two mailboxes, one a node")
+        old = s.view()["assignment"]
+
+        # An admin adds a connection to the cluster's settings, from any machine.
+        pushed = dict(s.settings, inbound=[*first, extra])
+        config = tmp_path / "cluster.yaml"
+        config.write_text(json.dumps(pushed))
+        t = time.monotonic()
+        result = _mailport("config", "push", str(config))
+        assert "the cluster's settings are now revision" in result.stdout, result.stderr
+        served = wait_for(lambda: extra["name"] in s.serving() and s.serving(), 20, "it served")
+        print(f"\nnew connection served after {time.monotonic() - t:.2f} s by {served}")
+        # Nothing else moved or restarted: the first two keep their owners and epochs.
+        after = s.view()["assignment"]
+        assert {c: after[c] for c in (first[0]["name"], first[1]["name"])} == {
+            c: old[c] for c in (first[0]["name"], first[1]["name"])
+        }
+        message = f"<new-{uuid.uuid4().hex[:8]}@customers.example>"
+        dovecot.append_many(
+            extra["username"],
+            [f"From: c@customers.example\r\nMessage-ID: {message}\r\n\r\nhi\r\n".encode()],
+        )
+        wait_for(lambda: message in s.handled(), 20, "mail on the new connection handled")
+
+        # A pool resize made anywhere reaches the node that runs the pool.
+        owner = after["outbound:relay"]["node"]
+        result = _mailport("pool", "resize", "relay", "3", "--config", str(s.nodes[owner].config))
+        assert result.stdout.strip() == "relay: pool size 2 -> 3", result.stderr
+
+        def pool_size() -> int | None:
+            status = s.nodes[owner].status() or {}
+            pools = [a["pool"] for a in status.get("actors", []) if a.get("pool")]
+            return pools[0]["size"] if pools else None
+
+        wait_for(lambda: pool_size() == 3, 20, "the owner's pool at 3 sessions")
+    except AssertionError:
+        print(s.logs())
+        raise
+    finally:
+        for node in s.nodes.values():
+            node.stop()
+
+
+def _mailport(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailport.cluster.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
