@@ -1,8 +1,8 @@
 """Which kind of message this is, and what a report says of each recipient.
 
 Report parts decide first (RFC 5965 feedback, RFC 8098 MDN, RFC 3464 DSN), then report fields
-pasted into the text, Amazon SES notifications, bounces written for people, and last the
-signs of an auto-reply (RFC 3834)."""
+pasted into the text, Amazon SES notifications, a list manager's refusal of a post, bounces
+written for people, and last the signs of an auto-reply (RFC 3834)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mailport.mail.headers import MSGID
 from mailport.mail.receipts.automatic_reply import is_autoreply
 from mailport.mail.receipts.dsn import from_report
 from mailport.mail.receipts.fields import read_fields
+from mailport.mail.receipts.list_manager import from_list_manager
 from mailport.mail.receipts.mdn import from_mdn
 from mailport.mail.receipts.model import Receipt
 from mailport.mail.receipts.reading import Report, read
@@ -54,6 +55,9 @@ def classify(raw: bytes) -> Receipt:
     inner = _forwarded_report(report)
     if inner is not None:  # a bounce forwarded whole, as a message inside a message
         return inner
+    refused = from_list_manager(report, original)
+    if refused is not None:
+        return refused
     if is_text_bounce(report.message, report):
         words = from_notice(report, original)
         if words is not None:

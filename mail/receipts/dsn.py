@@ -63,7 +63,7 @@ def recipient_status(
     # The reporting MTA's words beside its Status code go with that code: not where the
     # server's own code took its place.
     reading = _comment(given) if status == status_in(given) else ""
-    reason = reason_for(status, code, diagnostic, action, context, reading)
+    reason = reason_for(status, code, diagnostic, action, context, reading, remote)
     return RecipientStatus(
         recipient=recipient,
         action=action,

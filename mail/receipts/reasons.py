@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from mailport.mail.receipts import providers
+
 REASONS = (
     "userunknown",
     "mailboxfull",
@@ -316,6 +318,7 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"unrouteable address",
             r"unroutable address",
             r"host \S+ not found",
+            r"domain (?:may|might) not exist",
         ),
     ),
     (
@@ -424,8 +427,10 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"sender address (?:rejected|refused|does not exist|unroutable)",
             r"unroutable sender",
             r"sender was rejected",
-            r"access denied",
             r"addresses rejected",
+            # Gmail, sending as another address through that address's own server, which
+            # would not take it: the sender's settings failed, not the recipient's side.
+            r"'send mail as' (?:feature|account)",
             r"after mail from",
         ),
     ),
@@ -449,6 +454,9 @@ _PHRASES: list[tuple[str, tuple[str, ...]]] = [
             r"delivery failed \d+ attempts",
             r"not delivered within",
             r"aborted after",
+            # A host it could not reach, like one that timed out, is given up on when time
+            # runs out.
+            r"host (?:is )?(?:not reachable|unreachable)",
         ),
     ),
     (
@@ -543,6 +551,7 @@ _HINTS: list[tuple[str, tuple[str, ...]]] = [
             r"refused",
             r"not accepted",
             r"permission to post",
+            r"not (?:a )?member of",  # a list that takes posts from its members only
             r"berechtigung",
             r"opr\u00e1vn\u011bn\u00ed",
             r"\u6a29\u9650",
@@ -586,6 +595,7 @@ _HINTS: list[tuple[str, tuple[str, ...]]] = [
             r"configuration error",
             r"misconfigur",
             r"unable to (?:deliver|process)",
+            r"(?:could not|couldn't|unable to|failed to) load",
             r"service not available",
             r"resources",
             r"service (?:is )?(?:currently )?unavailable",
@@ -672,16 +682,21 @@ def reason_for(
     action: str = "failed",
     context: str = "",
     reading: str = "",
+    remote: str = "",
 ) -> str:
     """The reason for one recipient's report; `context` is the rest of what the report
-    says about the recipient, where the SMTP command that failed may be named, and
-    `reading` the words the reporting MTA put beside the status code."""
+    says about the recipient, where the SMTP command that failed may be named, `reading`
+    the words the reporting MTA put beside the status code, `remote` the server that
+    refused."""
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return "delivered"
-    text = _joined(" ".join(diagnostic.split()))
+    text = _server_words(_joined(" ".join(diagnostic.split())))
     specific = _detail(status)
     if specific in _DECISIVE:
         return _DECISIVE[specific]
+    found = providers.by_provider_code(text)
+    if found:
+        return found
     # "Status: 5.2.1 (mailbox disabled, not accepting messages)": the reporting MTA says
     # what it makes of the code, and its words rank with the server's by how specific they
     # are. Only as a phrase: a bare "(network or routing status)" hints at nothing.
@@ -694,14 +709,35 @@ def reason_for(
         # Words of an unknown user, but not in answer to RCPT: the server took the address
         # and refused the message, which is a filter's doing; and a notice that does not
         # say when in the session it was told is read the same way.
+        if specific in ("0.0", "") and providers.refuses_senders_as_unknown_users(remote):
+            return "rejected"
         return "filtered"
+    if found == "hostunknown" and status.startswith("4"):
+        # A name lookup that failed only for now (SERVFAIL, a timeout) is DNS's trouble,
+        # not a domain that is not there.
+        return "networkerror"
     if found:
         return found
     if specific in _BY_STATUS and specific not in _VAGUE:
         return _BY_STATUS[specific]
+    said = f"{text} {context}"
+    if _AT_HELO.search(said):
+        # Refused at the greeting or HELO: the server would not talk to the sending host,
+        # whatever else its words hint at.
+        return "blocked"
     found = by_phrase(text, _HINTED)
+    if found == "contenterror" and specific.startswith("7."):
+        # A complaint about the message's form under a security or policy status (X.7):
+        # the server's policy refused it, not a media error (X.6).
+        return "policyviolation"
     if found:
         return found
+    if _AT_MAIL.search(said):
+        return "rejected"  # refused at MAIL FROM, and no word of why: the sender was
+    if specific.startswith("7.") and _ACCESS_DENIED.search(text):
+        # Turned away by the server's access rules, at no stage the report names: a
+        # security refusal, as the X.7 subject says.
+        return "securityerror"
     if action == "delayed":
         # The reporting MTA keeps trying: time is what runs out. A server's bare "try
         # again later" says nothing of why.
@@ -710,6 +746,29 @@ def reason_for(
         return "rejected"
     # Nothing said beyond the class: the report cannot tell why, so the mail is on hold.
     return "onhold" if specific in _VAGUE or not specific else "undefined"
+
+
+# Where the session stood when the server refused, as the report tells it.
+_AT_HELO = re.compile(
+    r"my name was rejected|(?:in reply to|after|>>>|smtp command\s*:?)\s*(?:HELO|EHLO)\b",
+    re.IGNORECASE,
+)
+_AT_MAIL = re.compile(
+    r"sender was rejected|(?:in reply to|after|>>>|smtp command\s*:?)\s*MAIL FROM\b",
+    re.IGNORECASE,
+)
+
+
+_ACCESS_DENIED = re.compile(r"access denied", re.IGNORECASE)
+
+# Amazon SES writes its own code and that code's name before the server's reply, quoted:
+# "5.1.0 - Unknown address error 550-'5.7.1 <a@b>... Access denied'". The name is SES's
+# guess at the code; the server's words say what happened.
+_SES_LABEL = re.compile(r"^[245]\.\d{1,3}\.\d{1,3} - [^'\d]*(?=[245]\d\d[- ]')")
+
+
+def _server_words(text: str) -> str:
+    return _SES_LABEL.sub("", text)
 
 
 # "550-5.7.1 … multiple" / "550 5.7.1 addresses in From: …": each line of a multi-line
