@@ -35,7 +35,10 @@ class ReceiptsBook:
         r = schema.receipts
         due = (r.c.state == "pending") & or_(r.c.lease_until.is_(None), r.c.lease_until < now)
         async with self._tx() as conn:
-            rows = (await conn.execute(select(r).where(due).order_by(r.c.id).limit(limit))).all()
+            # Receipts another router shard is leasing right now are passed over, so none
+            # is leased to two at once.
+            query = select(r).where(due).order_by(r.c.id).limit(limit)
+            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
             if rows:
                 ids = [row.id for row in rows]
                 await conn.execute(update(r).where(r.c.id.in_(ids)).values(lease_until=now + lease))
@@ -67,6 +70,7 @@ class ReceiptsBook:
                 select(*columns).where(t.c.id.in_(list(outbound_ids))),
                 select(*columns).where(t.c.message_id.in_(list(message_ids))),
             ):
+                query = query.order_by(t.c.id)
                 row = (await conn.execute(query.limit(1))).first()
                 if row is not None:
                     return int(row.id), str(row.message_id), row.application
@@ -77,8 +81,12 @@ class ReceiptsBook:
         every recipient, then every receipt."""
         a, r = schema.outbound_attempts, schema.receipts
         async with self.engine.connect() as conn:
-            tried = await conn.execute(select(a).where(a.c.outbound_id == outbound_id))
-            came = await conn.execute(select(r).where(r.c.outbound_id == outbound_id))
+            tried = await conn.execute(
+                select(a).where(a.c.outbound_id == outbound_id).order_by(a.c.id)
+            )
+            came = await conn.execute(
+                select(r).where(r.c.outbound_id == outbound_id).order_by(r.c.id)
+            )
             events = [
                 {
                     "at": row.at,

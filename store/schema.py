@@ -1,10 +1,16 @@
-"""Tables. Times are UTC seconds since the epoch, so ordering is exact on every backend."""
+"""Tables. Times are UTC seconds since the epoch, so ordering is exact on every backend.
+
+This is the description of the schema; a database gets it through the migrations in
+migrations/versions, and a change here needs a new revision there."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Dialect,
     Float,
     Index,
     Integer,
@@ -13,7 +19,34 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.types import TypeEngine
+
+# Row ids: 64 bits on PostgreSQL (BIGSERIAL), where a busy cluster can pass 2**31 attempts
+# or contacts; on SQLite INTEGER, the only type an autoincrementing rowid can have.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Said(TypeDecorator[str]):
+    """Text from outside (a message's headers, a server's reply), stored as PostgreSQL can
+    hold it: without NUL characters, which its text cannot contain, and cut to the column's
+    length, which it enforces where SQLite does not."""
+
+    impl: TypeEngine[Any] | type[TypeEngine[Any]] = Text
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__()
+        self.length = length
+        self.impl = String(length) if length else Text()
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        words = str(value).replace("\x00", "")
+        return words[: self.length] if self.length else words
+
 
 metadata = MetaData()
 
@@ -43,19 +76,19 @@ inbound = Table(
 contacts = Table(
     "contacts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("direction", String(3), nullable=False),  # in | out
     Column("connection", String(64)),
     Column("application", String(64)),
     Column("dedupe_key", String(512)),
-    Column("message_id", String(998)),
-    Column("in_reply_to", String(998)),
-    Column("sender", String(998)),
+    Column("message_id", Said(998)),
+    Column("in_reply_to", Said(998)),
+    Column("sender", Said(998)),
     Column("recipients", Text),
-    Column("subject", Text),
+    Column("subject", Said()),
     Column("language", String(16)),
     Column("status", String(16), nullable=False),  # handled | unanswerable | quarantined
-    Column("reason", Text),
+    Column("reason", Said()),
     Column("defects", Text),
     Column("created_at", Float, nullable=False),
     Index("ix_contacts_message_id", "message_id"),
@@ -64,7 +97,7 @@ contacts = Table(
 outbound = Table(
     "outbound",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("message_id", String(998), nullable=False, unique=True),
     Column("application", String(64)),
     Column("source_key", String(512)),  # the inbound message this answers, if any
@@ -82,7 +115,7 @@ outbound = Table(
     # one range of one index.
     Column("next_attempt_at", Float, nullable=False),
     Column("lease_until", Float),
-    Column("last_error", Text),
+    Column("last_error", Said()),
     Column("queued_at", Float, nullable=False),
     Column("sent_at", Float),
     Index("ix_outbound_next", "next_attempt_at"),
@@ -91,10 +124,10 @@ outbound = Table(
 quarantine = Table(
     "quarantine",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("dedupe_key", String(512), nullable=False, unique=True),
     Column("connection", String(64), nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("reason", Said(), nullable=False),
     Column("raw", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -103,10 +136,10 @@ quarantine = Table(
 alarms = Table(
     "alarms",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("key", String(256), nullable=False),  # what it is about, e.g. "inbound:support"
     Column("severity", String(16), nullable=False),  # warning | critical
-    Column("text", Text, nullable=False),
+    Column("text", Said(), nullable=False),
     Column("raised_at", Float, nullable=False),
     Column("last_seen_at", Float, nullable=False),
     Column("count", Integer, nullable=False, default=1),
@@ -118,7 +151,7 @@ alarms = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("at", Float, nullable=False),
     Column("who", String(256), nullable=False),
     Column("action", String(64), nullable=False),
@@ -142,15 +175,15 @@ pool_sizes = Table(
 outbound_attempts = Table(
     "outbound_attempts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("outbound_id", Integer, nullable=False),
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outbound_id", Id, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("connection", String(64), nullable=False),
     Column("at", Float, nullable=False),
-    Column("recipient", String(998), nullable=False),
+    Column("recipient", Said(998), nullable=False),
     Column("outcome", String(16), nullable=False),  # sent | deferred | failed
     Column("code", Integer),
-    Column("text", Text, nullable=False),
+    Column("text", Said(), nullable=False),
     Index("ix_outbound_attempts_outbound", "outbound_id"),
 )
 
@@ -158,7 +191,7 @@ outbound_attempts = Table(
 outbound_pending = Table(
     "outbound_pending",
     metadata,
-    Column("outbound_id", Integer, primary_key=True),
+    Column("outbound_id", Id, primary_key=True),
     Column("recipients", Text, nullable=False),  # JSON list
 )
 
@@ -176,12 +209,12 @@ outbound_bodies = Table(
 receipts = Table(
     "receipts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("source_key", String(512), nullable=False, unique=True),
     Column("source", String(8), nullable=False),  # smtp (our session's reply) | mail
     Column("kind", String(16), nullable=False),  # dsn | mdn | autoreply
-    Column("outbound_id", Integer),
-    Column("message_id", String(998)),  # of the message it answers
+    Column("outbound_id", Id),
+    Column("message_id", Said(998)),  # of the message it answers
     Column("application", String(64)),
     Column("data", Text, nullable=False),  # JSON of the Receipt
     Column("received_at", Float, nullable=False),
@@ -189,7 +222,7 @@ receipts = Table(
     Column("state", String(16), nullable=False),
     Column("lease_until", Float),
     Column("handled_at", Float),
-    Column("error", Text),
+    Column("error", Said()),
     Index("ix_receipts_state", "state"),
     Index("ix_receipts_outbound", "outbound_id"),
 )

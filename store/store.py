@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, or_, select, update
+from sqlalchemy import case, delete, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mailport.store import schema
+from mailport.store import locks, migrations, schema
 from mailport.store.receipts import ReceiptsBook, receipt_row, record_arrived, record_receipts
 from mailport.store.records import (
     Contact,
@@ -36,11 +36,18 @@ class Store(ReceiptsBook):
     @classmethod
     async def open(cls, url: str) -> Store:
         engine = create_async_engine(url, pool_pre_ping=False)
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            await engine.dispose()
+            raise ValueError(f"{engine.dialect.name}: the store runs on SQLite or PostgreSQL")
         if engine.dialect.name == "sqlite":
             _sqlite_for_many_processes(engine)
         store = cls(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        try:
+            async with migrations.one_at_a_time(), store._tx() as conn:
+                await conn.run_sync(migrations.upgrade)
+        except BaseException:
+            await engine.dispose()
+            raise
         return store
 
     async def close(self) -> None:
@@ -59,19 +66,16 @@ class Store(ReceiptsBook):
 
     async def fence(self, connection: str, epoch: int) -> int:
         """Raise the connection's epoch to at least `epoch`; return the epoch now in force."""
+        f = schema.fences
         async with self._tx() as conn:
-            current = await _epoch(conn, connection)
-            if current is None:
-                await conn.execute(insert(schema.fences).values(connection=connection, epoch=epoch))
-                return epoch
-            if epoch > current:
-                await conn.execute(
-                    update(schema.fences)
-                    .where(schema.fences.c.connection == connection)
-                    .values(epoch=epoch)
-                )
-                return epoch
-            return current
+            # One statement, so that two nodes fencing at once can neither both insert nor
+            # lower the epoch: the second waits on the row and keeps the greater.
+            given = locks.upsert(conn, f).values(connection=connection, epoch=epoch)
+            raised = case((given.excluded.epoch > f.c.epoch, given.excluded.epoch), else_=f.c.epoch)
+            kept = given.on_conflict_do_update(
+                index_elements=[f.c.connection], set_={"epoch": raised}
+            ).returning(f.c.epoch)
+            return int((await conn.execute(kept)).scalar_one())
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -81,22 +85,9 @@ class Store(ReceiptsBook):
         now = time.time()
         async with self._tx() as conn:
             await _check_epoch(conn, connection, epoch)
-            known = await _fates(conn, keys)
-            new = [k for k in keys if k not in known]
-            if new:
-                await conn.execute(
-                    insert(schema.inbound),
-                    [
-                        dict(
-                            dedupe_key=k,
-                            connection=connection,
-                            epoch=epoch,
-                            state=Fate.CLAIMED,
-                            claimed_at=now,
-                        )
-                        for k in new
-                    ],
-                )
+            known = await _fates(conn, keys, lock=True)
+            new = [(k, connection, epoch) for k in keys if k not in known]
+            known.update(await _claim_new(conn, new, now))
             stale = [k for k, fate in known.items() if fate is Fate.CLAIMED]
             if stale:
                 await conn.execute(
@@ -129,7 +120,7 @@ class Store(ReceiptsBook):
                 .where(schema.inbound.c.connection == connection)
                 .where(schema.inbound.c.state == Fate.CLAIMED)
                 .where(schema.inbound.c.raw.is_not(None))
-                .order_by(schema.inbound.c.claimed_at)
+                .order_by(schema.inbound.c.claimed_at, schema.inbound.c.dedupe_key)
             )
             return [(r.dedupe_key, r.raw) for r in rows]
 
@@ -142,13 +133,23 @@ class Store(ReceiptsBook):
         one transaction; for each, False if the message had already been finished."""
         now = time.time()
         async with self._tx() as conn:
-            for connection, epoch in {(o.connection, o.epoch) for o in outcomes}:
+            # Locks are taken in one order (fences, messages, senders), each sorted, so
+            # that two batches cannot wait on each other.
+            for connection, epoch in sorted({(o.connection, o.epoch) for o in outcomes}):
                 await _check_epoch(conn, connection, epoch)
-            fates = await _fates(conn, [o.key for o in outcomes])
+            fates = await _fates(conn, [o.key for o in outcomes], lock=True)
+            # A message finished without a claim is claimed here first, so that it has a
+            # row to lock like the others.
+            unclaimed = {o.key: (o.key, o.connection, o.epoch) for o in outcomes}
+            for key in fates:
+                unclaimed.pop(key)
+            fates.update(await _claim_new(conn, list(unclaimed.values()), now))
             fresh = [not fates.get(o.key, Fate.CLAIMED).finished for o in outcomes]
+            for sender in sorted({o.limit.sender.lower() for o in outcomes if o.limit}):
+                await locks.advisory(conn, locks.SENDER, sender)
             for outcome, is_fresh in zip(outcomes, fresh, strict=True):
                 if is_fresh:
-                    await _record(conn, outcome, known=outcome.key in fates, now=now)
+                    await _record(conn, outcome, now=now)
             return fresh
 
     # -- outbound queue ------------------------------------------------------------------
@@ -185,6 +186,9 @@ class Store(ReceiptsBook):
                     .where(due)
                     .order_by(t.c.next_attempt_at, t.c.id)
                     .limit(limit)
+                    # Rows another node is leasing right now are passed over, not waited
+                    # for, and are never leased twice (OF: the body's side may be null).
+                    .with_for_update(skip_locked=True, of=t)
                 )
             ).all()
             if not rows:
@@ -324,6 +328,8 @@ class Store(ReceiptsBook):
         t = schema.alarms
         now = time.time()
         async with self._tx() as conn:
+            # Two nodes raising it at once must not open two alarms.
+            await locks.advisory(conn, locks.ALARM, key)
             open_id = (
                 await conn.execute(select(t.c.id).where(t.c.key == key, t.c.cleared_at.is_(None)))
             ).scalar()
@@ -352,6 +358,8 @@ class Store(ReceiptsBook):
     async def clear_alarm(self, key: str) -> None:
         t = schema.alarms
         async with self._tx() as conn:
+            # Not between another's finding the open alarm and counting it there.
+            await locks.advisory(conn, locks.ALARM, key)
             await conn.execute(
                 update(t)
                 .where(t.c.key == key, t.c.cleared_at.is_(None))
@@ -362,7 +370,7 @@ class Store(ReceiptsBook):
         t = schema.alarms
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(t).where(t.c.cleared_at.is_(None)).order_by(t.c.raised_at)
+                select(t).where(t.c.cleared_at.is_(None)).order_by(t.c.raised_at, t.c.id)
             )
             return [dict(r._mapping) for r in rows]
 
@@ -373,16 +381,22 @@ class Store(ReceiptsBook):
         t = schema.pool_sizes
         now = time.time()
         async with self._tx() as conn:
+            # FOR UPDATE: a resize that runs beside this one reads the size this one set.
             row = (
                 await conn.execute(
-                    select(t.c.size, t.c.configured).where(t.c.connection == connection)
+                    select(t.c.size, t.c.configured)
+                    .where(t.c.connection == connection)
+                    .with_for_update()
                 )
             ).first()
             old = row.size if row is not None and row.configured == configured else configured
-            await conn.execute(delete(t).where(t.c.connection == connection))
+            stmt = locks.upsert(conn, t).values(
+                connection=connection, size=size, set_at=now, configured=configured
+            )
             await conn.execute(
-                insert(t).values(
-                    connection=connection, size=size, set_at=now, configured=configured
+                stmt.on_conflict_do_update(
+                    index_elements=[t.c.connection],
+                    set_={"size": size, "set_at": now, "configured": configured},
                 )
             )
             await _audit(conn, who, "pool.resize", connection, f"pool size {old} -> {size}", now)
@@ -399,7 +413,12 @@ class Store(ReceiptsBook):
         if row.configured == configured:
             return int(row.size)
         async with self._tx() as conn:
-            await conn.execute(delete(t).where(t.c.connection == connection))
+            # Only the node that removes the override says so, when several start at once.
+            gone = await conn.execute(
+                delete(t).where(t.c.connection == connection, t.c.configured == row.configured)
+            )
+            if not gone.rowcount:
+                return configured
             detail = (
                 f"pool size {row.size} -> {configured}: the settings changed from"
                 f" {row.configured} to {configured}, and the settings win"
@@ -429,7 +448,7 @@ class Store(ReceiptsBook):
     async def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
         """Every row of a table matching equality filters; for reports and tests."""
         t = schema.metadata.tables[table]
-        query = select(t)
+        query = select(t).order_by(*t.primary_key.columns)
         for column, value in where.items():
             query = query.where(t.c[column] == value)
         async with self.engine.connect() as conn:
@@ -455,29 +474,46 @@ def _sqlite_for_many_processes(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def _epoch(conn: AsyncConnection, connection: str) -> int | None:
-    row = await conn.execute(
-        select(schema.fences.c.epoch).where(schema.fences.c.connection == connection)
-    )
-    return row.scalar()
-
-
 async def _check_epoch(conn: AsyncConnection, connection: str, epoch: int) -> None:
-    current = await _epoch(conn, connection)
+    # FOR SHARE: a fence() raising the epoch waits until this transaction ends, so nothing
+    # written under the old epoch commits after the new one is in force.
+    query = select(schema.fences.c.epoch).where(schema.fences.c.connection == connection)
+    current = (await conn.execute(query.with_for_update(read=True))).scalar()
     if current is not None and current > epoch:
         raise Fenced(f"{connection}: epoch {epoch} is stale; {current} owns it now")
 
 
-async def _fates(conn: AsyncConnection, keys: list[str]) -> dict[str, Fate]:
+async def _fates(conn: AsyncConnection, keys: list[str], *, lock: bool = False) -> dict[str, Fate]:
+    """The fates of those keys that have one; with lock, their rows stay locked (sorted, so
+    two transactions take them in one order) until the transaction ends."""
+    t = schema.inbound
+    keys = sorted(set(keys))
     fates: dict[str, Fate] = {}
     for start in range(0, len(keys), 500):
-        rows = await conn.execute(
-            select(schema.inbound.c.dedupe_key, schema.inbound.c.state).where(
-                schema.inbound.c.dedupe_key.in_(keys[start : start + 500])
-            )
+        query = select(t.c.dedupe_key, t.c.state).where(
+            t.c.dedupe_key.in_(keys[start : start + 500])
         )
-        fates.update({k: Fate(s) for k, s in rows})
+        if lock:
+            query = query.order_by(t.c.dedupe_key).with_for_update()
+        fates.update({k: Fate(s) for k, s in await conn.execute(query)})
     return fates
+
+
+async def _claim_new(
+    conn: AsyncConnection, new: list[tuple[str, str, int]], now: float
+) -> dict[str, Fate]:
+    """Claim keys (key, connection, epoch) that had no row. Returns the fates of those that
+    another transaction claimed meanwhile: they keep its row, locked now."""
+    if not new:
+        return {}
+    t = schema.inbound
+    rows = [
+        dict(dedupe_key=k, connection=c, epoch=e, state=Fate.CLAIMED, claimed_at=now)
+        for k, c, e in new
+    ]
+    stmt = locks.upsert(conn, t).on_conflict_do_nothing(index_elements=[t.c.dedupe_key])
+    claimed = set((await conn.execute(stmt.returning(t.c.dedupe_key), rows)).scalars())
+    return await _fates(conn, [k for k, _, _ in new if k not in claimed], lock=True)
 
 
 async def _replies_to(conn: AsyncConnection, sender: str, since: float) -> int:
@@ -502,24 +538,12 @@ async def _within_limit(conn: AsyncConnection, o: Finished) -> Finished:
     return dataclasses.replace(o, contact=contact, outgoing=())
 
 
-async def _record(conn: AsyncConnection, o: Finished, *, known: bool, now: float) -> None:
+async def _record(conn: AsyncConnection, o: Finished, *, now: float) -> None:
     o = await _within_limit(conn, o)
     t = schema.inbound
-    if known:
-        await conn.execute(
-            update(t).where(t.c.dedupe_key == o.key).values(state=o.fate, done_at=now, raw=None)
-        )
-    else:
-        await conn.execute(
-            insert(t).values(
-                dedupe_key=o.key,
-                connection=o.connection,
-                epoch=o.epoch,
-                state=o.fate,
-                claimed_at=now,
-                done_at=now,
-            )
-        )
+    await conn.execute(
+        update(t).where(t.c.dedupe_key == o.key).values(state=o.fate, done_at=now, raw=None)
+    )
     await conn.execute(
         insert(schema.contacts).values(**_contact_row(o.contact), dedupe_key=o.key, created_at=now)
     )

@@ -24,6 +24,7 @@ from mailport.config.models import Node as NodeSettings
 from mailport.store import Store as MailStore
 from tests.apps import LEDGER
 from tests.servers.dovecot import Dovecot
+from tests.servers.postgres import Postgres
 from tests.servers.smtp_sink import SmtpSink
 from tests.servers.tls import TlsFiles, make_tls
 
@@ -39,6 +40,14 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture(scope="session")
 def dovecot(tls: TlsFiles) -> Iterator[Dovecot]:
     server = Dovecot.start(tls)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One private PostgreSQL for the session; each test makes a database of its own."""
+    server = Postgres.start()
     yield server
     server.stop()
 

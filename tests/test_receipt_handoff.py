@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,11 +16,12 @@ from mailport.actors.transports import Result
 from mailport.config.models import Application, Settings
 from mailport.store import Outgoing, Store, schema
 from tests.apps import LEDGER, read_ledger, receipt_ledger
+from tests.stores import BACKENDS, new_database
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(new_database(request, request.param, tmp_path))
     yield store
     await store.close()
 
@@ -90,3 +92,22 @@ async def test_a_leased_receipt_is_taken_again_only_once_its_lease_ends(store: S
         await conn.execute(update(schema.receipts).values(lease_until=time.time() - 1))
     [again] = await store.take_receipts(10, lease=60.0)
     assert again.id == taken.id
+
+
+async def test_two_shards_leasing_receipts_at_once_never_take_the_same_one(store: Store) -> None:
+    for n in range(40):
+        await _refused(store, f"app{n}")
+    other = await Store.open(store.engine.url.render_as_string(hide_password=False))
+    try:
+
+        async def drain(s: Store) -> list[int]:
+            taken: list[int] = []
+            while batch := await s.take_receipts(3, lease=60.0):
+                taken += [r.id for r in batch]
+            return taken
+
+        mine, theirs = await asyncio.gather(drain(store), drain(other))
+    finally:
+        await other.close()
+    assert sorted(mine + theirs) == [r.id for r in await store.receipts(state="pending")]
+    assert len(mine + theirs) == 40

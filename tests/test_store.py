@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from mailport.store import (
     Contact,
@@ -18,14 +20,30 @@ from mailport.store import (
     ReplyLimit,
     Settled,
     Store,
+    schema,
 )
+from tests.servers.postgres import Postgres
+from tests.stores import BACKENDS, new_database
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(new_database(request, request.param, tmp_path))
     yield store
     await store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, each with its own engine: two nodes, as far as the
+    database can tell."""
+    url = new_database(request, request.param, tmp_path)
+    a, b = await Store.open(url), await Store.open(url)
+    yield a, b
+    await a.close()
+    await b.close()
 
 
 def _contact() -> Contact:
@@ -162,3 +180,126 @@ async def test_replies_to_a_sender_are_counted_over_a_period(store: Store) -> No
         "the limit of 3 automatic replies a day to this sender is reached",
     )
     assert await store.rows("outbound", source_key="c:ann:10") == []
+
+
+async def test_text_from_outside_is_kept_as_postgresql_can_hold_it(store: Store) -> None:
+    """A NUL in a header, or a Message-ID longer than a line may be: both come in real mail;
+    PostgreSQL refuses the first and enforces column lengths, SQLite does neither."""
+    await store.fence("c", 1)
+    await store.claim("c", 1, ["k"])
+    long_id = "<" + "x" * 1200 + "@x.example>"
+    contact = Contact("in", "c", "app", long_id, "a\x00b@x.example", (), "hi\x00there", "handled")
+    assert await store.finish([Finished("c", 1, "k", Fate.DONE, contact)]) == [True]
+    [row] = await store.rows("contacts")
+    assert (row["subject"], row["sender"]) == ("hithere", "ab@x.example")
+    assert row["message_id"] == long_id[:998]
+
+
+async def test_two_nodes_leasing_at_once_never_take_the_same_mail(
+    two_stores: tuple[Store, Store],
+) -> None:
+    a, b = two_stores
+    await a.enqueue([_reply(n) for n in range(300)])
+
+    async def drain(store: Store, connection: str) -> list[int]:
+        leased: list[int] = []
+        while batch := await store.take_outbound(connection, 7, lease=60):
+            leased += [m.id for m in batch]
+        return leased
+
+    by_a, by_b = await asyncio.gather(drain(a, "a"), drain(b, "b"))
+    assert len(by_a) + len(by_b) == 300
+    assert len(set(by_a) | set(by_b)) == 300
+    rows = await a.rows("outbound")
+    # Each lease counts an attempt: a row leased twice would show 2.
+    assert {(r["state"], r["attempts"]) for r in rows} == {("sending", 1)}
+    assert sorted(r["id"] for r in rows if r["connection"] == "a") == sorted(by_a)
+
+
+async def test_mail_one_node_is_leasing_is_passed_over_by_another(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    url = postgres.url(postgres.new_database())
+    a, b = await Store.open(url), await Store.open(url)
+    try:
+        await a.enqueue([_reply(n) for n in range(4)])
+        t = schema.outbound
+        async with a.engine.begin() as conn:
+            # What a lease holds while it runs: the first two rows, locked.
+            query = select(t.c.id).order_by(t.c.id).limit(2).with_for_update()
+            assert len((await conn.execute(query)).all()) == 2
+            taken = await asyncio.wait_for(b.take_outbound("b", 10, lease=60), 5)
+            assert [m.message_id for m in taken] == ["<r2@x.example>", "<r3@x.example>"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_nodes_finishing_the_same_mail_finish_it_once(
+    two_stores: tuple[Store, Store],
+) -> None:
+    a, b = two_stores
+    keys = [f"k{n}" for n in range(50)]
+    await a.fence("c", 1)
+    await asyncio.gather(a.claim("c", 1, keys), b.claim("c", 1, keys))
+    outcomes = [
+        Finished("c", 1, k, Fate.DONE, _contact(), (_reply(n),)) for n, k in enumerate(keys)
+    ]
+    by_a, by_b = await asyncio.gather(a.finish(outcomes), b.finish(outcomes))
+    assert [x + y for x, y in zip(by_a, by_b, strict=True)] == [1] * 50
+    assert len(await a.rows("contacts")) == 50
+    assert len(await a.rows("outbound")) == 50
+    assert await a.fates(keys) == dict.fromkeys(keys, Fate.DONE)
+
+
+async def test_messages_finished_without_a_claim_are_finished_once(
+    two_stores: tuple[Store, Store],
+) -> None:
+    a, b = two_stores
+    await a.fence("c", 1)
+    outcomes = [Finished("c", 1, f"k{n}", Fate.DONE, _contact()) for n in range(30)]
+    by_a, by_b = await asyncio.gather(a.finish(outcomes), b.finish(outcomes))
+    assert [x + y for x, y in zip(by_a, by_b, strict=True)] == [1] * 30
+    assert len(await a.rows("contacts")) == 30
+    assert {(r["state"], r["epoch"]) for r in await a.rows("inbound")} == {("done", 1)}
+
+
+async def test_epochs_raised_by_two_nodes_at_once_never_go_back(
+    two_stores: tuple[Store, Store],
+) -> None:
+    a, b = two_stores
+    epochs = list(range(1, 41))
+    now_in_force = await asyncio.gather(
+        *(a.fence("c", e) if e % 2 else b.fence("c", e) for e in epochs)
+    )
+    assert all(f >= e for f, e in zip(now_in_force, epochs, strict=True))
+    assert await a.fence("c", 0) == 40
+    assert await a.rows("fences") == [{"connection": "c", "epoch": 40}]
+
+
+async def test_an_alarm_raised_by_two_nodes_at_once_is_one_alarm(
+    two_stores: tuple[Store, Store],
+) -> None:
+    a, b = two_stores
+    await asyncio.gather(*(s.raise_alarm("inbound:a", "down") for s in (a, b) * 20))
+    assert [(x["key"], x["count"]) for x in await a.open_alarms()] == [("inbound:a", 40)]
+
+
+async def test_the_reply_limit_holds_for_shards_finishing_at_once(
+    two_stores: tuple[Store, Store],
+) -> None:
+    a, b = two_stores
+    await a.fence("c", 1)
+    before = time.time() - 1
+    limit = ReplyLimit("ann@x.example", 3, before)
+
+    async def one(store: Store, n: int) -> None:
+        contact = Contact(
+            "in", "c", "app", f"<in{n}@x.example>", "ann@x.example", (), "s", "handled"
+        )
+        done = Finished("c", 1, f"ann:{n}", Fate.DONE, contact, (_reply(n),), limit=limit)
+        assert await store.finish([done]) == [True]
+
+    await asyncio.gather(*(one(a if n % 2 else b, n) for n in range(12)))
+    assert len(await a.rows("outbound")) == 3
+    assert len(await a.rows("contacts", status="unanswerable")) == 9

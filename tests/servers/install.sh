@@ -15,6 +15,8 @@ if [ -z "$wanted" ]; then
     need etcd "etcd-server etcd-client"
     need openssl openssl
     need setpriv util-linux
+    # The private PostgreSQL (tests/servers/postgres.py): Debian's server, any version.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || wanted="$wanted postgresql"
 fi
 [ -n "$wanted" ] || exit 0
 
