@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     resize.add_argument("size", type=int)
     resize.add_argument("--config", type=Path, help="the settings the node runs with")
 
+    init = commands.add_parser("init", help="write a commented settings file to start from")
+    init.add_argument("file", type=Path, nargs="?", default=Path("mailport.yaml"))
+    init.add_argument("--cluster", action="store_true", help="for a node of a cluster")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a settings file")
@@ -86,9 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args)
     if args.command == "pool":
         return _resize(args.config, args.connection, args.size)
+    if args.command == "init":
+        return _init(args.file, args.cluster, args.force)
     if args.config_command == "push":
         return _push(args.file)
     return _validate(args.file)
+
+
+def _init(path: Path, cluster: bool, force: bool) -> int:
+    from mailport.config.starter import write_starter
+
+    try:
+        write_starter(path, cluster=cluster, force=force)
+    except OSError as exc:
+        err.print(f"mailport: {exc}", markup=False)
+        return 1
+    then = f"mailport run --cluster {path}" if cluster else f"mailport run --config {path}"
+    console.print(
+        f"wrote {path}: edit it, check it with `mailport config validate {path}`, then `{then}`",
+        markup=False,
+    )
+    return 0
 
 
 def _push(path: Path) -> int:

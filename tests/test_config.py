@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,44 @@ def test_cli_validate_imports_the_handlers(tmp_path: Path) -> None:
         f"{config}:2:25: applications[0].handler: cannot load nosuchmodule:handle: "
         "ModuleNotFoundError: No module named 'nosuchmodule'" in result.stderr
     )
+
+
+MAILPORT = [sys.executable, "-m", "mailport.cluster.cli"]
+_EXAMPLE = re.compile(r"^(\s*)# (\s*(?:- )?[\w-]+:.*|\s*- \{.*)$")
+
+
+def _with_examples(text: str) -> str:
+    """The starter file with its commented-out examples (settings lines) switched on."""
+    return "\n".join(_EXAMPLE.sub(r"\1\2", line) for line in text.splitlines())
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_mailport_init_writes_settings_that_load_as_written_and_with_every_example(
+    tmp_path: Path, cluster: bool
+) -> None:
+    path = tmp_path / "mailport.yaml"
+    command = [*MAILPORT, "init", str(path)]
+    done = subprocess.run(command + ["--cluster"] * cluster, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = path.read_text()
+    settings = loads(text, check_handlers=True)
+    assert settings.cluster.coordinator == ("etcd" if cluster else "local")
+    assert settings.store.url.startswith("postgresql+asyncpg://" if cluster else "sqlite")
+    assert [i.name for i in settings.inbound] == ["mx"]
+    full = loads(_with_examples(text))
+    assert [i.name for i in full.inbound] == ["mx", "support-box", "sales-box"]
+    assert [o.name for o in full.outbound] == ["outbox", "relay"]
+    relay = full.outbound[1]
+    assert relay.kind == "smtp" and relay.pool_size == 4 and relay.dsn is not None
+    assert full.routing.rules[0].recipient == "sales@example.com"
+    if cluster:
+        assert full.cluster.node_name == "mp1" and full.cluster.capacity == 8
+
+
+def test_mailport_init_keeps_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "mailport.yaml"
+    path.write_text("mine\n")
+    done = subprocess.run([*MAILPORT, "init", str(path)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "--force" in done.stderr
+    assert path.read_text() == "mine\n"
