@@ -14,8 +14,9 @@ import pytest
 
 from mailport.cluster.assignment import Want
 from mailport.cluster.coordinator import CoordinatorUnavailable, EtcdCoordinator
-from mailport.store import Fate, Fenced, Store
+from mailport.store import Contact, Fate, Fenced, Finished, Store
 from tests.servers.etcd import EtcdCluster
+from tests.stores import BACKENDS, new_database
 
 TTL = 2
 CONNECTIONS = {f"mailbox-{i:02}": Want() for i in range(12)}
@@ -111,10 +112,16 @@ async def test_a_lost_leader_is_replaced(nodes: dict[str, EtcdCoordinator]) -> N
     assert leader.node in (await leader.view())["members"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_cut_off_owner_cannot_commit_once_its_mailbox_moved(
-    nodes: dict[str, EtcdCoordinator], tmp_path: Path
+    nodes: dict[str, EtcdCoordinator],
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'fence.db'}")
+    url = new_database(request, backend, tmp_path)
+    # Each node has a store of its own on the shared database, as separate processes would.
+    store, new_owners_store = await Store.open(url), await Store.open(url)
     try:
         shares = await _settled(nodes)
         old = next(c for c in nodes.values() if not c.leading)
@@ -134,13 +141,25 @@ async def test_a_cut_off_owner_cannot_commit_once_its_mailbox_moved(
             await asyncio.sleep(0.1)
         new_epoch = owners[new][mailbox]
         assert new_epoch > old_epoch
-        await store.fence(mailbox, new_epoch)  # what the new owner's connection does first
+        # What the new owner's connection does first.
+        await new_owners_store.fence(mailbox, new_epoch)
 
+        # The old owner lives on and tries to commit what it was doing: refused, every way.
         with pytest.raises(Fenced):
             await store.claim(mailbox, old_epoch, ["uid-2"])
-        assert await store.claim(mailbox, new_epoch, ["uid-2"]) == {"uid-2": Fate.CLAIMED}
+        contact = Contact("in", mailbox, "app", "<m1@x.example>", "a@x.example", (), "s", "handled")
+        with pytest.raises(Fenced):
+            await store.finish([Finished(mailbox, old_epoch, "uid-1", Fate.DONE, contact)])
+        # The new owner proceeds, with the message the old one claimed among its own.
+        claimed = await new_owners_store.claim(mailbox, new_epoch, ["uid-1", "uid-2"])
+        assert claimed == {"uid-1": Fate.CLAIMED, "uid-2": Fate.CLAIMED}
+        done = Finished(mailbox, new_epoch, "uid-1", Fate.DONE, contact)
+        assert await new_owners_store.finish([done]) == [True]
+        [row] = await store.rows("inbound", dedupe_key="uid-1")
+        assert (row["state"], row["epoch"]) == ("done", new_epoch)
     finally:
         await store.close()
+        await new_owners_store.close()
 
 
 async def test_service_goes_on_without_one_etcd_member(
