@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from typing import Any
 
 import ray
 
@@ -22,6 +24,7 @@ def record(ctx: ApplicationContext) -> None:
             "key": ctx.dedupe_key,
             "message_id": ctx.message.message_id,
             "subject": ctx.message.subject,
+            "at": time.time(),
             # Which node ran it: each node's actors live in a Ray namespace of its own.
             "namespace": ray.get_runtime_context().namespace if ray.is_initialized() else None,
         }
@@ -58,7 +61,7 @@ def explode(ctx: ApplicationContext) -> None:
     raise RuntimeError("this application always fails")
 
 
-def read_ledger(path: str) -> list[dict[str, str]]:
+def read_ledger(path: str) -> list[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8") as ledger:
             return [json.loads(line) for line in ledger if line.strip()]

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class RayNodes:
         self.cluster.remove_node(self.nodes.pop(name), allow_graceful=graceful)
 
     def shutdown(self) -> None:
-        self.cluster.shutdown()
+        self.cluster.shutdown()  # type: ignore[no-untyped-call]
 
 
 class MailportNode:
@@ -126,3 +127,48 @@ def wait_for(check: Any, timeout: float, what: str, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def cluster_settings(
+    root: Path,
+    users: list[str],
+    dovecot: Any,
+    etcd_endpoints: list[str],
+    ray_address: str,
+    lease_ttl: int,
+    store_url: str,
+) -> dict[str, Any]:
+    """Settings for nodes that share the store at `store_url` and serve one IMAP mailbox a
+    user, answering each message (the `recorder` test application) into a Maildir."""
+    secret = root / "imap-password"
+    secret.write_text(dovecot.password)
+    return {
+        "node": {"shards": 1},
+        "cluster": {
+            "coordinator": "etcd",
+            "etcd": etcd_endpoints,
+            "prefix": f"/cluster-{uuid.uuid4().hex[:8]}",
+            "lease_ttl": lease_ttl,
+            "ray_address": ray_address,
+        },
+        "store": {"url": store_url},
+        "inbound": [
+            {
+                "kind": "imap",
+                "name": f"box-{i:02}",
+                "host": "127.0.0.1",
+                "port": dovecot.imap_port,
+                "security": "none",
+                "username": user,
+                "password": {"file": str(secret)},
+                "timeout": 10,
+            }
+            for i, user in enumerate(users)
+        ],
+        "outbound": [{"kind": "maildir", "name": "outbox", "path": str(root / "outbox")}],
+        "applications": [
+            {"name": "recorder", "handler": "tests.apps:record", "address": "s@example.test"}
+        ],
+        "routing": {"default": "recorder"},
+        "automatic_replies_per_sender": 1_000_000,
+    }

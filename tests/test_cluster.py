@@ -1,5 +1,5 @@
 """The cluster as operators run it: several `mailport run --cluster` processes on a real
-multi-node Ray cluster, a 3-member etcd cluster, one shared store and Dovecot, with 6,000
+multi-node Ray cluster, a 3-member etcd cluster, one shared PostgreSQL and Dovecot, with 6,000
 messages arriving while nodes leave, join and die and an etcd member is lost."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 
 from mailport.store import Store
 from tests.apps import LEDGER, read_ledger
-from tests.cluster_nodes import REPO, MailportNode, RayNodes, wait_for
-from tests.flow import password_file
+from tests.cluster_nodes import REPO, MailportNode, RayNodes, cluster_settings, wait_for
 from tests.servers.dovecot import Dovecot
 from tests.servers.etcd import EtcdCluster
+from tests.servers.postgres import Postgres
 from tests.servers.smtp_sink import SmtpSink
 
 MAILBOXES = 12
@@ -48,42 +48,20 @@ def ray_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RayNod
 
 class Scenario:
     def __init__(
-        self, root: Path, dovecot: Dovecot, etcd: EtcdCluster, ray_nodes: RayNodes, ledger: Path
+        self,
+        root: Path,
+        servers: tuple[Dovecot, EtcdCluster, Postgres],
+        ray_nodes: RayNodes,
+        ledger: Path,
     ) -> None:
+        dovecot, etcd, postgres = servers
         self.root, self.dovecot, self.ray, self.ledger = root, dovecot, ray_nodes, ledger
         self.users = [dovecot.new_user("cl") for _ in range(MAILBOXES)]
-        secret = password_file(dovecot)
-        self.store_url = f"sqlite+aiosqlite:///{root / 'shared.db'}"
-        self.settings: dict[str, Any] = {
-            "node": {"shards": 1},
-            "cluster": {
-                "coordinator": "etcd",
-                "etcd": etcd.endpoints,
-                "prefix": f"/cluster-{uuid.uuid4().hex[:8]}",
-                "lease_ttl": TTL,
-                "ray_address": ray_nodes.address,
-            },
-            "store": {"url": self.store_url},
-            "inbound": [
-                {
-                    "kind": "imap",
-                    "name": f"box-{i:02}",
-                    "host": "127.0.0.1",
-                    "port": dovecot.imap_port,
-                    "security": "none",
-                    "username": user,
-                    "password": {"file": str(secret.file)},
-                    "timeout": 10,
-                }
-                for i, user in enumerate(self.users)
-            ],
-            "outbound": [{"kind": "maildir", "name": "outbox", "path": str(root / "outbox")}],
-            "applications": [
-                {"name": "recorder", "handler": "tests.apps:record", "address": "s@example.test"}
-            ],
-            "routing": {"default": "recorder"},
-            "automatic_replies_per_sender": 100000,
-        }
+        # The nodes share one PostgreSQL database, as a deployment's do.
+        self.store_url = postgres.url(postgres.new_database("cluster"))
+        self.settings = cluster_settings(
+            root, self.users, dovecot, etcd.endpoints, ray_nodes.address, TTL, self.store_url
+        )
         self.nodes: dict[str, MailportNode] = {}
         self.sent: list[str] = []
 
@@ -145,10 +123,14 @@ class Scenario:
 
 
 def test_nodes_leave_join_and_die_and_every_message_is_handled_once(
-    tmp_path: Path, dovecot: Dovecot, etcd: EtcdCluster, ray_nodes: tuple[RayNodes, Path]
+    tmp_path: Path,
+    dovecot: Dovecot,
+    etcd: EtcdCluster,
+    postgres: Postgres,
+    ray_nodes: tuple[RayNodes, Path],
 ) -> None:
     nodes, ledger = ray_nodes
-    s = Scenario(tmp_path, dovecot, etcd, nodes, ledger)
+    s = Scenario(tmp_path, (dovecot, etcd, postgres), nodes, ledger)
     started = time.monotonic()
     timings: dict[str, float] = {}
     try:
@@ -248,11 +230,12 @@ def test_a_new_connection_and_a_pool_resize_reach_the_node_that_serves_them(
     tmp_path: Path,
     dovecot: Dovecot,
     etcd: EtcdCluster,
+    postgres: Postgres,
     ray_nodes: tuple[RayNodes, Path],
     smtp_sink: SmtpSink,
 ) -> None:
     nodes, ledger = ray_nodes
-    s = Scenario(tmp_path, dovecot, etcd, nodes, ledger)
+    s = Scenario(tmp_path, (dovecot, etcd, postgres), nodes, ledger)
     first, extra = s.settings["inbound"][:2], s.settings["inbound"][2]
     s.settings["inbound"] = first
     s.settings["outbound"] = [
