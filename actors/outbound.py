@@ -101,7 +101,7 @@ class OutboundLoop:
         Three parts run at once, like a worker pool: this loop leases mail into `todo`,
         one worker a session delivers it, and the recorder writes what came of it in
         batches, so neither the store nor the slowest message holds up the sessions."""
-        store = await Store.open(self.settings.store.url)
+        store = await Store.open(self.settings.store.url, migrate=False)
         transport = transport_for(self.config)
         pool = self.pool = transport if isinstance(transport, SmtpPool) else None
         domains = self.config.sender_domains if isinstance(self.config, SmtpOutbound) else []

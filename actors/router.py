@@ -86,7 +86,7 @@ class RouterShard:
     async def _store(self) -> Store:
         async with self.opening:  # process() and ensure_running() may both ask first
             if self.store is None:
-                self.store = await Store.open(self.settings.store.url)
+                self.store = await Store.open(self.settings.store.url, migrate=False)
         return self.store
 
     async def process(self, items: list[InboundItem]) -> dict[str, Fate | None]:

@@ -34,7 +34,9 @@ class Store(ReceiptsBook):
         self._writing = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str) -> Store:
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Open the store at `url`, first bringing its schema to the newest revision unless
+        `migrate` is False (actors: their node migrated it before starting them)."""
         engine = create_async_engine(url, pool_pre_ping=False)
         if engine.dialect.name not in ("sqlite", "postgresql"):
             await engine.dispose()
@@ -42,6 +44,8 @@ class Store(ReceiptsBook):
         if engine.dialect.name == "sqlite":
             _sqlite_for_many_processes(engine)
         store = cls(engine)
+        if not migrate:
+            return store
         try:
             async with migrations.one_at_a_time(), store._tx() as conn:
                 await conn.run_sync(migrations.upgrade)
