@@ -33,7 +33,13 @@ ALARM_AFTER = 2  # consecutive failures; one blip is not worth waking an operato
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0.01)
 class InboundConnection:
-    def __init__(self, settings: Settings, config: Inbound, epoch: int, shards: list[str]) -> None:
+    """One mailbox's loop. Made without a config, it is a standby: a process already
+    started and imported, which `serve` turns into a connection's actor in one call (a new
+    actor takes 1-2 s to start, which a failover would otherwise wait for)."""
+
+    def __init__(
+        self, settings: Settings, config: Inbound | None, epoch: int, shards: list[str]
+    ) -> None:
         self.settings = settings
         self.config = config
         self.epoch = epoch
@@ -41,15 +47,31 @@ class InboundConnection:
         self.shards: list[Any] = []
         self.store: Store | None = None
         self.task: asyncio.Task[None] | None = None
-        self.state = "starting"
+        self.state = "starting" if config is not None else "standby"
         self.last_error: str | None = None
         self.failures = 0
         self.alarmed = True  # a restart may inherit an open alarm: clear it once connected
         self.stopping = False
         self.busy = False  # a batch is between fetch and settle
 
+    async def serve(self, settings: Settings, config: Inbound, epoch: int) -> dict[str, Any]:
+        """Serve `config` under `epoch` (the node says so each round): a standby takes it
+        up, one that Ray restarted as a standby takes it up again, and one already serving
+        it goes on as it is."""
+        if self.config is None:
+            self.settings, self.config, self.epoch = settings, config, epoch
+            self.state = "starting"
+        elif (self.config.name, self.epoch) != (config.name, epoch):
+            raise RuntimeError(
+                f"serving {self.config.name} under epoch {self.epoch}, not {config.name}"
+                f" under {epoch}"
+            )
+        return await self.ensure_running()
+
     async def ensure_running(self) -> dict[str, Any]:
         """Start the loop if it is not running (first start, or after Ray restarted us)."""
+        if self.config is None:
+            return {"connection": None, "state": self.state, "epoch": None, "error": None}
         if (self.task is None or self.task.done()) and not self.stopping:
             self.task = asyncio.get_running_loop().create_task(self._run())
         return {
@@ -58,6 +80,17 @@ class InboundConnection:
             "epoch": self.epoch,
             "error": self.last_error,
         }
+
+    async def prepare(self) -> None:
+        """Open the store ahead of the work (a standby does, while it waits)."""
+        if self.store is None:
+            self.store = await Store.open(self.settings.store.url, migrate=False)
+
+    @property
+    def serving(self) -> Inbound:
+        """The mailbox this actor serves (a standby serves none yet)."""
+        assert self.config is not None, "a standby serves no mailbox"
+        return self.config
 
     async def stop(self, drain: float = DRAIN) -> None:
         """Stop fetching. A batch already on its way finishes first (outcome committed,
@@ -75,8 +108,9 @@ class InboundConnection:
 
     async def _run(self) -> None:
         self.shards = [ray.get_actor(name) for name in self.shard_names]
-        self.store = await Store.open(self.settings.store.url)
-        await self.store.fence(self.config.name, self.epoch)
+        await self.prepare()
+        assert self.store is not None
+        await self.store.fence(self.serving.name, self.epoch)
         mailbox = self._mailbox(self.store)
         while True:
             try:
@@ -101,7 +135,7 @@ class InboundConnection:
                 return
             except Fenced as exc:
                 self.state, self.last_error = "fenced", str(exc)
-                log.warning("%s: stopping: %s", self.config.name, exc)
+                log.warning("%s: stopping: %s", self.serving.name, exc)
                 await mailbox.close()
                 return
             except asyncio.CancelledError:
@@ -110,7 +144,7 @@ class InboundConnection:
             except Exception as exc:
                 self.failures += 1
                 self.state, self.last_error = "retrying", f"{type(exc).__name__}: {exc}"
-                log.warning("%s: %s", self.config.name, self.last_error)
+                log.warning("%s: %s", self.serving.name, self.last_error)
                 if self.failures >= ALARM_AFTER:
                     await self._alarm(self.last_error)
                 await mailbox.reset()
@@ -121,16 +155,16 @@ class InboundConnection:
     async def _alarm(self, error: str | None) -> None:
         """Raise the connection's alarm while it keeps failing; clear it once it works."""
         assert self.store is not None
-        key = f"inbound:{self.config.name}"
+        key = f"inbound:{self.serving.name}"
         try:
             if error is None:
                 if self.alarmed:
                     await self.store.clear_alarm(key)
             else:
-                await self.store.raise_alarm(key, f"{self.config.name}: {error}")
+                await self.store.raise_alarm(key, f"{self.serving.name}: {error}")
             self.alarmed = error is not None
         except Exception as exc:  # the store may be what is failing; the loop goes on
-            log.error("%s: cannot record the alarm: %s", self.config.name, exc)
+            log.error("%s: cannot record the alarm: %s", self.serving.name, exc)
 
     async def _round(self, mailbox: Mailbox) -> bool:
         """One batch through the steps; False when there was nothing to do."""
@@ -138,7 +172,7 @@ class InboundConnection:
         refs = await mailbox.pending()
         if not refs:
             return False
-        fates = await self.store.claim(self.config.name, self.epoch, [r.key for r in refs])
+        fates = await self.store.claim(self.serving.name, self.epoch, [r.key for r in refs])
         done = [r for r in refs if fates[r.key] is Fate.DONE]
         quarantined = [r for r in refs if fates[r.key] is Fate.QUARANTINED]
         fetched = await mailbox.fetch([r for r in refs if not fates[r.key].finished])
@@ -160,18 +194,18 @@ class InboundConnection:
         batches: dict[int, list[InboundItem]] = defaultdict(list)
         for f in fetched:
             shard = shard_for(thread_key(f.raw), len(self.shards))
-            batches[shard].append(InboundItem(self.config.name, self.epoch, f.ref.key, f.raw))
+            batches[shard].append(InboundItem(self.serving.name, self.epoch, f.ref.key, f.raw))
         calls = [self.shards[i].process.remote(items) for i, items in batches.items()]
         results: dict[str, Fate | None] = {}
         for outcome in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(outcome, BaseException):
-                log.warning("%s: router shard failed: %s", self.config.name, outcome)
+                log.warning("%s: router shard failed: %s", self.serving.name, outcome)
                 continue
             results.update(outcome)
         return results
 
     def _mailbox(self, store: Store) -> Mailbox:
-        cfg = self.config
+        cfg = self.serving
         if isinstance(cfg, ImapInbound):
             return ImapMailbox(cfg)
         if isinstance(cfg, Pop3Inbound):

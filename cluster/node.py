@@ -29,6 +29,7 @@ from mailport.cluster.coordinator import (
     EtcdCoordinator,
     LocalCoordinator,
 )
+from mailport.cluster.standby import Standbys
 from mailport.config.models import Inbound, MaildirOutbound, Outbound, Settings, Store
 from mailport.store import Store as MailStore
 
@@ -169,6 +170,7 @@ class Node:
         self.following: asyncio.Task[None] | None = None
         self.reconciling = asyncio.Lock()
         self.started = 0  # actors started, so a restarted connection's name is new
+        self.standbys = Standbys(0, self._standby)
 
     @property
     def clustered(self) -> bool:
@@ -199,6 +201,8 @@ class Node:
             for i, name in enumerate(self.shard_names)
         ]
         await asyncio.gather(*(s.ping.remote() for s in self.shards))
+        if self.clustered:
+            self.standbys.size = self.settings.cluster.standby
         await self.reconcile()
         self.following = asyncio.get_running_loop().create_task(self._follow_settings())
 
@@ -277,15 +281,26 @@ class Node:
         for config in self.settings.inbound:
             if config.name in held and config.name not in self.inbound:
                 epoch = self.epochs[config.name] = wanted[config.name]
-                self.inbound[config.name] = self._place(
-                    InboundConnection, name=f"inbound:{config.name}:{epoch}:{self._serial()}"
-                ).remote(self.settings, config, epoch, self.shard_names)
+                actor = self.standbys.take()  # supervise() below has it serve the mailbox
+                if actor is None:
+                    actor = self._place(
+                        InboundConnection, name=f"inbound:{config.name}:{epoch}:{self._serial()}"
+                    ).remote(self.settings, config, epoch, self.shard_names)
+                self.inbound[config.name] = actor
         for out in self.settings.outbound:
             if OUTBOUND + out.name in held and out.name not in self.outbound:
                 self.outbound[out.name] = self._place(
                     OutboundConnection, name=OUTBOUND + out.name
                 ).remote(self.settings, out.name)
         await self.supervise()
+        self.standbys.refill()
+
+    def _standby(self, serial: int) -> Any:
+        actor = self._place(InboundConnection, name=f"inbound:standby:{serial}").remote(
+            self.settings, None, 0, self.shard_names
+        )
+        actor.prepare.remote()  # in the background: its store connection, ready when taken
+        return actor
 
     def _serial(self) -> int:
         self.started += 1
@@ -344,11 +359,18 @@ class Node:
             await asyncio.sleep(0.1)
 
     async def supervise(self) -> list[dict[str, Any]]:
-        """Start any loop that is not running (Ray restarts crashed actors, not their loops)."""
-        actors = [*self.outbound.values(), *self.inbound.values(), *self.shards]
-        answers = await asyncio.gather(
-            *(_bounded(a.ensure_running.remote()) for a in actors), return_exceptions=True
-        )
+        """Start any loop that is not running (Ray restarts crashed actors, not their loops).
+        Each inbound actor is told what it serves: one that began as a standby comes back
+        from a restart as a standby again, and takes its mailbox up from this."""
+        configs = {c.name: c for c in self.settings.inbound}
+        calls = [a.ensure_running.remote() for a in [*self.outbound.values(), *self.shards]]
+        for name, actor in self.inbound.items():
+            config, epoch = configs.get(name), self.epochs.get(name)
+            if config is None or epoch is None:  # on its way out
+                calls.append(actor.ensure_running.remote())
+            else:
+                calls.append(actor.serve.remote(self.settings, config, epoch))
+        answers = await asyncio.gather(*(_bounded(c) for c in calls), return_exceptions=True)
         return [a for a in answers if isinstance(a, dict)]
 
     async def new_events(self) -> list[dict[str, Any]]:
@@ -398,6 +420,7 @@ class Node:
             self.following.cancel()
         await asyncio.gather(*(self._stop_inbound(n) for n in list(self.inbound)))
         await asyncio.gather(*(self._stop_outbound(n) for n in list(self.outbound)))
+        self.standbys.close()
         for actor in [*self.shards, self.stats]:
             ray.kill(actor)
         self.shards.clear()

@@ -203,6 +203,9 @@ class Cluster(_Model):
     ray_node: str | None = None
     """Place this node's actors on the Ray node with this custom resource (or this node
     id); default: the Ray node this process runs on."""
+    standby: int = Field(default=2, ge=0, le=32)
+    """Inbound actors kept started and idle, to take over a lost node's mailboxes at once
+    rather than after an actor's 1-2 s start; each is an idle process (about 100 MB)."""
 
     @model_validator(mode="after")
     def _endpoints(self) -> Cluster:
