@@ -29,13 +29,16 @@ class Result:
     anchor: float
     anchor_name: str
     details: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    """Figures a scenario's --json line carries at its top level, beside the common ones."""
 
     @property
     def ratio(self) -> float:
         return self.mailport / self.anchor if self.anchor else float("nan")
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": round(self.ratio, 3)}
+        common = {k: v for k, v in asdict(self).items() if k != "summary"}
+        return {**common, "ratio": round(self.ratio, 3), **self.summary}
 
 
 Advance = Callable[[float], None]

@@ -14,6 +14,7 @@ CLI = [sys.executable, "-m", "mailport.cluster.cli", "bench"]
 def test_list_names_the_scenarios() -> None:
     result = subprocess.run([*CLI, "--list"], capture_output=True, text=True, check=True)
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        "failover",
         "outbound",
         "parse",
         "receipts",
@@ -69,3 +70,19 @@ def test_outbound_scenario_sends_through_the_queue_and_ends_with_json() -> None:
     assert figures["details"]["message size"] == 10240
     assert figures["mailport"] == figures["details"]["mailport x8"] > 0
     assert figures["anchor"] == figures["details"]["smtp-source x8"] > 0
+
+
+def test_failover_scenario_loses_nothing_and_processes_nothing_twice() -> None:
+    result = subprocess.run(
+        [*CLI, "failover", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (figures["scenario"], figures["lease_ttl_s"]) == ("failover", 2)
+    assert figures["details"]["lost node's mailboxes"] == len(figures["failover_s"]) >= 1
+    assert figures["failover_s_max"] == max(figures["failover_s"].values()) > 0
+    assert (figures["lost"], figures["duplicated"]) == (0, 0)
