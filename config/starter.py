@@ -35,6 +35,7 @@ cluster:
   # node_name: mp1       # default: the host name
   # zone: eu-west-1a     # for connections pinned to a zone
   # capacity: 8          # the most connection weight this node takes
+  standby: 2             # idle actors kept started, to take over a lost node's mailboxes at once
 
 store:
   # Every node shares one PostgreSQL. Its password comes from PGPASSWORD or ~/.pgpass.
