@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,14 +178,8 @@ def _parse(paths: list[Path], as_json: bool) -> int:
     from mailport.mail import parse
     from mailport.mail.summary import summary
 
-    unreadable = 0
-    for path in paths:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            err.print(f"mailport: {path}: {exc.strerror}", markup=False)
-            unreadable += 1
-            continue
+    unreadable: list[Path] = []
+    for path, raw in _read_each(paths, unreadable):
         fields = summary(parse(raw), path=str(path))
         if as_json:
             print(json.dumps(fields, ensure_ascii=False), flush=True)
@@ -203,14 +198,8 @@ def _receipt(paths: list[Path], as_json: bool) -> int:
     from mailport.mail.mbox import messages
     from mailport.mail.receipts import classify
 
-    unreadable = 0
-    for path in paths:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            err.print(f"mailport: {path}: {exc.strerror}", markup=False)
-            unreadable += 1
-            continue
+    unreadable: list[Path] = []
+    for path, raw in _read_each(paths, unreadable):
         for message in messages(raw):  # an mbox file holds several
             fields = {"path": str(path), **classify(message).as_dict()}
             if as_json:
@@ -218,6 +207,16 @@ def _receipt(paths: list[Path], as_json: bool) -> int:
             else:
                 console.print(_receipt_table(fields))
     return 1 if unreadable else 0
+
+
+def _read_each(paths: list[Path], unreadable: list[Path]) -> Iterator[tuple[Path, bytes]]:
+    """Each readable file's bytes; one that cannot be read is said and noted, and the rest go on."""
+    for path in paths:
+        try:
+            yield path, path.read_bytes()
+        except OSError as exc:
+            err.print(f"mailport: {path}: {exc.strerror}", markup=False)
+            unreadable.append(path)
 
 
 def _receipt_table(fields: dict[str, Any]) -> Table:
