@@ -20,6 +20,7 @@ from mailport.config.models import ImapInbound, MaildirOutbound, Pop3Inbound, Sm
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+MAX_FILE = 256 << 20  # a file to read, message or mbox; mail servers take far less
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +108,8 @@ def _init(path: Path, cluster: bool, force: bool) -> int:
     except OSError as exc:
         err.print(f"mailport: {exc}", markup=False)
         return 1
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        err.print(f"mailport: note: {path} holds YAML, whatever its name says", markup=False)
     then = f"mailport run --cluster {path}" if cluster else f"mailport run --config {path}"
     console.print(
         f"wrote {path}: edit it, check it with `mailport config validate {path}`, then `{then}`",
@@ -196,16 +199,23 @@ def _parse(paths: list[Path], as_json: bool) -> int:
 
 def _receipt(paths: list[Path], as_json: bool) -> int:
     from mailport.mail.mbox import messages
+    from mailport.mail.parse import has_header_fields
     from mailport.mail.receipts import classify
 
     unreadable: list[Path] = []
     for path, raw in _read_each(paths, unreadable):
-        for message in messages(raw):  # an mbox file holds several
-            fields = {"path": str(path), **classify(message).as_dict()}
+        for index, message in enumerate(messages(raw), 1):  # an mbox file holds several
+            if not has_header_fields(message):
+                err.print(f"mailport: {path}: no header fields: not an RFC 5322 message")
+                unreadable.append(path)
+                continue
+            fields = {"path": str(path), "index": index, **classify(message).as_dict()}
             if as_json:
                 print(json.dumps(fields, ensure_ascii=False), flush=True)
-            else:
+            elif fields["recipients"]:
                 console.print(_receipt_table(fields))
+            else:
+                console.print(Text(f"{path}: {fields['kind']}{_said(fields)}"))
     return 1 if unreadable else 0
 
 
@@ -213,28 +223,41 @@ def _read_each(paths: list[Path], unreadable: list[Path]) -> Iterator[tuple[Path
     """Each readable file's bytes; one that cannot be read is said and noted, and the rest go on."""
     for path in paths:
         try:
-            yield path, path.read_bytes()
+            with path.open("rb") as file:
+                raw = file.read(MAX_FILE + 1)  # not the whole of /dev/zero
         except OSError as exc:
             err.print(f"mailport: {path}: {exc.strerror}", markup=False)
             unreadable.append(path)
+            continue
+        if len(raw) > MAX_FILE:
+            err.print(f"mailport: {path}: larger than {MAX_FILE >> 20} MiB", markup=False)
+            unreadable.append(path)
+            continue
+        yield path, raw
 
 
 def _receipt_table(fields: dict[str, Any]) -> Table:
-    table = Table(title=Text(f"{fields['path']}: {fields['kind']}"))
-    for name in ("recipient", "action", "status", "reply_code", "reason", "hard_bounce"):
+    title = f"{fields['path']}" + (f" #{fields['index']}" if fields["index"] > 1 else "")
+    table = Table(title=Text(f"{title}: {fields['kind']}"))
+    table.add_column("recipient", overflow="fold")
+    for name in ("action", "status", "reply_code", "reason", "hard_bounce"):
         table.add_column(name)
-    table.add_column("diagnostic", overflow="fold")
+    table.add_column("diagnostic", overflow="fold", min_width=30)
     for r in fields["recipients"]:
         cells = [r[n] for n in ("recipient", "action", "status", "reply_code", "reason")]
         table.add_row(*(Text(str(c)) for c in [*cells, r["hard_bounce"], r["diagnostic"][:200]]))
+    table.caption = _said(fields).removeprefix(" · ")
+    return table
+
+
+def _said(fields: dict[str, Any]) -> str:
     said = {
         "original message": fields["original_message_id"],
         "envelope id": fields["envelope_id"],
         "disposition": fields["disposition"],
         "feedback type": fields["feedback_type"],
     }
-    table.caption = " · ".join(f"{k}: {v}" for k, v in said.items() if v)
-    return table
+    return "".join(f" · {k}: {v}" for k, v in said.items() if v)
 
 
 def _settings(path: Path | None) -> Settings:
@@ -385,8 +408,8 @@ def _status(path: Path | None, as_json: bool) -> int:
         return _exit_code(status)
     states = {a["connection"]: a for a in status["actors"]}
     table = Table(title=f"mailport node (pid {status['pid']})")
-    numbers = {"in", "out", "failed", "pool"}
-    for column in ("connection", "state", "in", "out", "failed", "pool", "last error"):
+    numbers = {"in", "receipts", "out", "failed", "pool"}
+    for column in ("connection", "state", "in", "receipts", "out", "failed", "pool", "last error"):
         table.add_column(column, justify="right" if column in numbers else "left")
     for name in sorted(set(status["counts"]) | set(states)):
         counts = status["counts"].get(name, {})
@@ -395,7 +418,7 @@ def _status(path: Path | None, as_json: bool) -> int:
         table.add_row(
             name,
             state.get("state", "-"),
-            *(str(counts.get(k, 0)) for k in ("in", "out", "failed")),
+            *(str(counts.get(k, 0)) for k in ("in", "receipt", "out", "failed")),
             str(pool.get("size", "")),
             Text(state.get("error") or ""),
         )
@@ -405,7 +428,7 @@ def _status(path: Path | None, as_json: bool) -> int:
     if receipts:
         # Orphaned: reports about nothing we sent, kept for an operator to look at.
         said = ", ".join(f"{n} {state}" for state, n in sorted(receipts.items()))
-        console.print(Text(f"receipts: {said}"))
+        console.print(Text(f"receipts kept in the store: {said}"))
     for alarm in status.get("alarms", []):
         err.print(
             f"ALARM {alarm['severity']} {alarm['key']} (x{alarm['count']}): {alarm['text']}",

@@ -118,6 +118,16 @@ def _declared_charset(msg: Message) -> str | None:
     return None
 
 
+def has_header_fields(raw: bytes) -> bool:
+    """Whether the bytes start like a message: a header field besides trace fields, as
+    `parse` reads them, without reading the body."""
+    if not raw or raw.isspace():
+        return False
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    fields = email.message_from_bytes(_normalise_header_block(head + b"\n\n", []), policy=READING)
+    return any(k.lower() not in _TRACE for k in fields)
+
+
 def _unreadable(reason: str) -> ParsedMessage:
     return ParsedMessage(
         message_id=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.corpus import ROOT, corpus_files
 
@@ -37,6 +38,29 @@ def test_receipt_prints_kind_recipients_and_the_original() -> None:
     assert mdn["original_message_id"] == "<199509192301.23456@example.org>"
     assert away["kind"] == "autoreply"
     assert [r["action"] for d in delivered for r in d["recipients"]] == ["delivered"] * 2
+    assert [d["index"] for d in delivered] == [1, 2]
+
+
+def test_a_file_that_is_no_message_is_an_error_and_the_rest_go_on(tmp_path: Path) -> None:
+    corpus_files()
+    empty, binary = tmp_path / "empty.eml", tmp_path / "binary.bin"
+    empty.write_bytes(b"")
+    binary.write_bytes(bytes(range(256)) * 64)
+    bounce = ROOT / "bounces/sisimai/lhost-qmail-01.eml"
+    result = subprocess.run(
+        [*CLI, "--json", str(empty), str(tmp_path), str(binary), str(bounce)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"mailport: {empty}: no header fields: not an RFC 5322 message",
+        f"mailport: {tmp_path}: Is a directory",
+        f"mailport: {binary}: no header fields: not an RFC 5322 message",
+    ]
+    [only] = map(json.loads, result.stdout.splitlines())
+    assert (only["path"], only["kind"]) == (str(bounce), "dsn")
 
 
 def test_the_table_names_the_recipients() -> None:

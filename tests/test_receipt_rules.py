@@ -7,6 +7,7 @@ import pytest
 from mailport.mail.mbox import messages
 from mailport.mail.receipts import classify, reason_for, reply_code_in, status_in
 from mailport.mail.receipts.codes import statuses_in
+from mailport.mail.receipts.dsn import DIAGNOSTIC_CHARS
 
 
 def test_where_replies_nest_the_last_is_the_remote_servers() -> None:
@@ -136,6 +137,22 @@ def test_a_local_programs_exit_status_says_whether_the_system_failed_it(
     assert jo.reason == reason
 
 
+def test_a_diagnostic_longer_than_any_server_reply_is_cut_and_still_read() -> None:
+    padding = "x" * 1_000_000  # a broken or hostile report: the text after the reply is noise
+    report = (
+        "From: MAILER-DAEMON@b.example\nSubject: Returned mail\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nfailed\n\n"
+        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; b.example\n\n"
+        "Final-Recipient: rfc822; jo@b.example\nAction: failed\nStatus: 5.1.1\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <jo@b.example>: no such user {padding}\n\n--b--\n"
+    )
+    [jo] = classify(report.encode()).recipients
+    assert (jo.reason, jo.hard_bounce) == ("userunknown", True)
+    assert jo.diagnostic.startswith("550 5.1.1 <jo@b.example>: no such user xxx")
+    assert len(jo.diagnostic) == DIAGNOSTIC_CHARS and jo.diagnostic.endswith("…")
+
+
 def test_an_mbox_file_is_its_messages_and_any_other_file_one() -> None:
     box = (
         b"From a@b Thu Apr 29 23:34:45 2015\nSubject: one\n\n>From here\n\n"
@@ -143,6 +160,13 @@ def test_an_mbox_file_is_its_messages_and_any_other_file_one() -> None:
     )
     assert messages(box) == [b"Subject: one\n\nFrom here\n", b"Subject: two\n\nx\n"]
     assert messages(b"Subject: one\n\nbody\n") == [b"Subject: one\n\nbody\n"]
+    # No blank line before the next "From " line (rhost-cox-01): its asctime date marks it.
+    tight = b"From a@b Thu Jul  2 12:05:05 2020\nSubject: one\n\nhi\nFrom me, hello\n--b--\n"
+    tight += b"From c@d  Thu Jul  2 12:05:05 2020\nSubject: two\n\nx\n"
+    assert messages(tight) == [
+        b"Subject: one\n\nhi\nFrom me, hello\n--b--\n",
+        b"Subject: two\n\nx\n",
+    ]
 
 
 def _bounce(body: str, subject: str = "Returned mail: see transcript for details") -> bytes:

@@ -62,6 +62,10 @@ def classify(raw: bytes) -> Receipt:
         words = from_notice(report, original)
         if words is not None:
             return words
+    if str(report.message.get("X-Apple-Unsubscribe", "")).strip().lower() == "true":
+        # Apple Mail's one-tap unsubscribe, sent to the List-Unsubscribe address: an
+        # opt-out the sender must act on, though it is also marked auto-replied.
+        return Receipt("feedback", original, feedback_type="opt-out")
     if is_autoreply(report.message):
         return Receipt("autoreply", original or _in_reply_to(report.message))
     return Receipt("normal")

@@ -14,6 +14,10 @@ from mailport.mail.receipts.reasons import is_hard, reason_for
 
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
 _CLASS_OF = {"delay": "4.0.0", "deliv": "2.0.0", "relay": "2.0.0", "expan": "2.0.0"}
+# What a server says of one recipient fits in a few reply lines (RFC 5321 allows 512 octets
+# a line); the rest of a longer text is not the server's, and reading it costs time.
+DIAGNOSTIC_CHARS = 4000
+CONTEXT_CHARS = 8000
 
 
 def from_report(report: Report, text: str, original: str | None) -> Receipt:
@@ -44,6 +48,7 @@ def recipient_status(
 ) -> RecipientStatus:
     """One recipient's status from what was said of it: `given` is the Status field,
     `context` the rest of what the report says about the recipient."""
+    diagnostic, context = _cut(diagnostic, DIAGNOSTIC_CHARS), _cut(context, CONTEXT_CHARS)
     status = status_in(given)
     said = statuses_in(diagnostic)
     # The server's own code says more than the reporting MTA's Status field (a generic
@@ -74,6 +79,10 @@ def recipient_status(
         diagnostic=diagnostic,
         remote_mta=remote,
     )
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _comment(field: str) -> str:
