@@ -23,7 +23,7 @@ from mailport.actors.router import InboundItem
 from mailport.actors.smtp_listener import SmtpListenerMailbox
 from mailport.config.models import ImapInbound, Inbound, Pop3Inbound, Settings
 from mailport.mail.thread import shard_for, thread_key
-from mailport.store import Fate, Fenced, Store
+from mailport.store import Fate, Fenced, Store, described
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
@@ -106,14 +106,20 @@ class InboundConnection:
         except (asyncio.CancelledError, Exception):  # cancelled, failed, or too slow
             self.task.cancel()
 
-    async def _run(self) -> None:
+    async def _start(self) -> Mailbox:
         self.shards = [ray.get_actor(name) for name in self.shard_names]
         await self.prepare()
         assert self.store is not None
         await self.store.fence(self.serving.name, self.epoch)
-        mailbox = self._mailbox(self.store)
+        return self._mailbox(self.store)
+
+    async def _run(self) -> None:
+        mailbox: Mailbox | None = None
         while True:
             try:
+                if mailbox is None:  # the store may be what fails: retried like the server
+                    self.state = "starting"
+                    mailbox = await self._start()
                 self.state = "connecting"
                 await mailbox.open()
                 self.state, self.failures, self.last_error = "running", 0, None
@@ -136,25 +142,29 @@ class InboundConnection:
             except Fenced as exc:
                 self.state, self.last_error = "fenced", str(exc)
                 log.warning("%s: stopping: %s", self.serving.name, exc)
-                await mailbox.close()
+                if mailbox is not None:
+                    await mailbox.close()
                 return
             except asyncio.CancelledError:
-                await mailbox.close()
+                if mailbox is not None:
+                    await mailbox.close()
                 raise
             except Exception as exc:
                 self.failures += 1
-                self.state, self.last_error = "retrying", f"{type(exc).__name__}: {exc}"
+                self.state, self.last_error = "retrying", described(exc)
                 log.warning("%s: %s", self.serving.name, self.last_error)
                 if self.failures >= ALARM_AFTER:
                     await self._alarm(self.last_error)
-                await mailbox.reset()
+                if mailbox is not None:
+                    await mailbox.reset()
                 if self.stopping:  # the batch failed; the next owner takes it from the top
                     return
                 await asyncio.sleep(_backoff(self.failures))
 
     async def _alarm(self, error: str | None) -> None:
         """Raise the connection's alarm while it keeps failing; clear it once it works."""
-        assert self.store is not None
+        if self.store is None:  # the store cannot be opened: the error shows in the status
+            return
         key = f"inbound:{self.serving.name}"
         try:
             if error is None:

@@ -22,7 +22,7 @@ from mailport.actors.settling import settle
 from mailport.actors.stats import Event
 from mailport.actors.transports import Result, SmtpPool, Transport, transport_for
 from mailport.config.models import Settings, SmtpOutbound
-from mailport.store import QueuedMail, Store
+from mailport.store import QueuedMail, Store, described
 
 log = logging.getLogger(__name__)
 LEASE = 300.0
@@ -67,6 +67,8 @@ class OutboundLoop:
         self.freed = asyncio.Event()
         self.stopping = False
         self._next_size_check = 0.0
+        self._failed_starts = 0
+        self._start_after = 0.0
         self._recorded: deque[tuple[float, int]] = deque()
         config = self.config
         self._remote = f"{config.host}:{config.port}" if isinstance(config, SmtpOutbound) else name
@@ -85,7 +87,20 @@ class OutboundLoop:
             self.task.cancel()
 
     def ensure_running(self) -> dict[str, Any]:
-        if (self.task is None or self.task.done()) and not self.stopping:
+        task = self.task
+        error = (
+            task.exception() if task is not None and task.done() and not task.cancelled() else None
+        )
+        if error is not None:
+            # The loop ended on an error (the store cannot be opened, say): show it, and
+            # start again after a pause that grows while it keeps failing.
+            self.state, self.last_error = "retrying", described(error)
+            log.warning("%s: %s", self.config.name, self.last_error)
+            self._failed_starts += 1
+            self._start_after = time.monotonic() + min(30.0, 0.5 * 2**self._failed_starts)
+            self.task = None
+        idle = self.task is None or self.task.done()
+        if idle and not self.stopping and time.monotonic() >= self._start_after:
             self.task = asyncio.get_running_loop().create_task(self.run())
         pool = {"size": self.pool.size, "sessions": self.pool.sessions} if self.pool else None
         return {
@@ -102,6 +117,7 @@ class OutboundLoop:
         one worker a session delivers it, and the recorder writes what came of it in
         batches, so neither the store nor the slowest message holds up the sessions."""
         store = await Store.open(self.settings.store.url, migrate=False)
+        self._failed_starts = 0
         transport = transport_for(self.config)
         pool = self.pool = transport if isinstance(transport, SmtpPool) else None
         domains = self.config.sender_domains if isinstance(self.config, SmtpOutbound) else []

@@ -1,6 +1,7 @@
 """Persistence: dedupe keys and fencing epochs, the outbound queue, receipts, contacts,
 quarantine."""
 
+from mailport.store.errors import described
 from mailport.store.records import (
     Arrived,
     Contact,
@@ -29,4 +30,5 @@ __all__ = [
     "Settled",
     "Store",
     "StoredReceipt",
+    "described",
 ]

@@ -8,8 +8,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import ray
+
+from mailport.actors.inbound import InboundConnection
 from mailport.cluster.node import Node
-from mailport.config.models import SmtpListenerInbound
+from mailport.config.models import MaildirOutbound, Settings, SmtpListenerInbound
+from mailport.config.models import Node as NodeSettings
+from mailport.config.models import Store as StoreSettings
 from mailport.config.secrets import SecretSource
 from mailport.store import Store
 from tests.apps import read_ledger, receipt_ledger
@@ -268,3 +273,28 @@ async def test_automatic_replies_to_one_sender_stop_at_the_daily_limit(
     assert refused["reason"] == (
         f"the limit of {AUTOMATIC_REPLIES} automatic replies a day to this sender is reached"
     )
+
+
+async def test_an_inbound_connection_says_why_it_cannot_start(
+    ray_session: None, tmp_path: Path
+) -> None:
+    """Its process cannot open the store (the node's password did not reach it, say): the
+    connection shows the error and keeps trying, rather than "starting" with no word."""
+    listener = SmtpListenerInbound(kind="smtp-listener", name="mx-nostore", port=free_port())
+    settings = Settings(
+        node=NodeSettings(data_dir=tmp_path),
+        store=StoreSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'x.db'}"),
+        inbound=(listener,),
+        outbound=(MaildirOutbound(kind="maildir", name="outbox", path=tmp_path / "outbox"),),
+    )
+    actor = InboundConnection.remote(settings, listener, 1, [])  # type: ignore[attr-defined]
+    try:
+        want = ("retrying", "OperationalError: unable to open database file")
+        for _ in range(100):
+            answer = await actor.ensure_running.remote()
+            if (answer["state"], answer["error"]) == want:
+                break
+            await asyncio.sleep(0.1)
+        assert (answer["state"], answer["error"]) == want
+    finally:
+        ray.kill(actor)

@@ -335,3 +335,28 @@ async def test_an_alarm_clears_when_the_server_is_back_with_no_mail_waiting(
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+async def test_a_store_that_cannot_be_opened_shows_as_the_connections_error(
+    ray_session: None, tmp_path: Path, sink: SmtpSink
+) -> None:
+    """As when an actor's process lacks the database password its node has: not a
+    connection forever "starting" with no word of why."""
+    unreachable = Store(url=f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
+    settings = _settings(tmp_path, _smtp("nostore", sink.port)).model_copy(
+        update={"store": unreachable}
+    )
+    actor = OutboundConnection.remote(settings, "nostore")  # type: ignore[attr-defined]
+
+    async def state() -> tuple[str, str]:
+        answer = await actor.ensure_running.remote()
+        return answer["state"], answer["error"] or ""
+
+    try:
+        await _poll(
+            state,
+            ("retrying", "OperationalError: unable to open database file"),
+            "the store's error",
+        )
+    finally:
+        ray.kill(actor)
