@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from mailport.config.models import ImapInbound, MaildirOutbound, Pop3Inbound, Sm
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+STALE_AFTER = 5.0  # seconds without a status from a node that publishes every second
 MAX_FILE = 256 << 20  # a file to read, message or mbox; mail servers take far less
 
 
@@ -120,9 +122,11 @@ def _init(path: Path, cluster: bool, force: bool) -> int:
 
 def _push(path: Path) -> int:
     from mailport.cluster.admin import AdminError, push_settings
+    from mailport.cluster.node import anchored
 
     try:
-        settings = load(path, check_handlers=True)
+        # Relative paths mean here, where the admin runs this, not wherever an actor runs.
+        settings = anchored(load(path, check_handlers=True), Path.cwd())
         revision = asyncio.run(push_settings(settings))
     except InvalidConfig as exc:
         for error in exc.errors:
@@ -172,9 +176,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _exit_code(status: dict[str, Any]) -> int:
-    """0 when all is well, 2 while a critical alarm is open: scripts and monitors can tell."""
+    """0 when all is well, 2 while a critical alarm is open or the node has stopped
+    publishing (stuck, or waiting on etcd): scripts and monitors can tell."""
     critical = any(a["severity"] == "critical" for a in status.get("alarms", []))
-    return 2 if critical else 0
+    return 2 if critical or status["published_s_ago"] > STALE_AFTER else 0
 
 
 def _parse(paths: list[Path], as_json: bool) -> int:
@@ -309,8 +314,15 @@ def _run(path: Path | None, clustered: bool = False) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # after Ray's, which would replace ours
             loop.add_signal_handler(sig, stop.set)
-        for line in _describe(settings):
+        for line in _describe(node.settings, node.clustered):
             console.print(f"mailport: {line}", markup=False)
+        if node.clustered and _connections(node.settings) != _connections(settings):
+            err.print(
+                f"mailport: note: the cluster runs its own settings (etcd revision"
+                f" {node.revision}), not {path}'s; `mailport config push {path}` makes the"
+                " file the cluster's",
+                markup=False,
+            )
         shown: dict[str, tuple[str, str | None]] = {}
         for _ in range(50):  # up to 5 s for the connections to come up or say why not
             status = await node.publish_status()
@@ -376,11 +388,15 @@ def _print_cluster(cluster: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _describe(settings: Settings) -> list[str]:
+def _describe(settings: Settings, clustered: bool = False) -> list[str]:
     lines = [f"store {settings.store.url}"]
+    if clustered:
+        # Every node lists the cluster's connections; the leader decides which it serves.
+        lines.append("the cluster's connections (`mailport status` shows which node serves each):")
     for c in settings.inbound:
         if isinstance(c, SmtpListenerInbound):
-            lines.append(f"listening for SMTP on {c.host}:{c.port} ({c.name})")
+            verb = "SMTP listener on" if clustered else "listening for SMTP on"
+            lines.append(f"{verb} {c.host}:{c.port} ({c.name})")
         elif isinstance(c, ImapInbound | Pop3Inbound):
             lines.append(f"reading {c.kind} {c.username}@{c.host}:{c.port} ({c.name})")
     for o in settings.outbound:
@@ -389,6 +405,10 @@ def _describe(settings: Settings) -> list[str]:
         else:
             lines.append(f"sending through SMTP {o.host}:{o.port}, pool {o.pool_size} ({o.name})")
     return lines
+
+
+def _connections(settings: Settings) -> tuple[Any, ...]:
+    return (settings.inbound, settings.outbound)
 
 
 def _status(path: Path | None, as_json: bool) -> int:
@@ -403,9 +423,13 @@ def _status(path: Path | None, as_json: bool) -> int:
     if status is None:
         err.print(f"mailport: no node is running from {settings.node.data_dir}")
         return 1
+    age = round(time.time() - float(status["updated_at"]), 1)
+    status["published_s_ago"] = age
     if as_json:
         print(json.dumps(status, sort_keys=True))
         return _exit_code(status)
+    if age > STALE_AFTER:
+        err.print(f"mailport: the node last published {age} s ago: these figures are that old")
     states = {a["connection"]: a for a in status["actors"]}
     table = Table(title=f"mailport node (pid {status['pid']})")
     numbers = {"in", "receipts", "out", "failed", "pool"}

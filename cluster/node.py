@@ -265,12 +265,12 @@ class Node:
                 log.error("%s; stopping every inbound connection", exc)
             await asyncio.gather(*(self._stop_inbound(n) for n in list(self.inbound)))
             if self.store is not None:
-                await self.store.raise_alarm("cluster:coordinator", f"{self.name}: {exc}")
+                await self.store.raise_alarm(f"cluster:coordinator:{self.name}", str(exc))
             self.coordinator_lost = True
             await self.supervise()
             return
         if self.coordinator_lost and self.store is not None:
-            await self.store.clear_alarm("cluster:coordinator")
+            await self.store.clear_alarm(f"cluster:coordinator:{self.name}")
         self.coordinator_lost = False
         # An epoch of its own that changed means it was another node's in between.
         leaving = [n for n in self.inbound if wanted.get(n) != self.epochs.get(n)]

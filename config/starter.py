@@ -104,7 +104,12 @@ outbound_lifetime: 432000          # seconds a message may stay deferred before 
 
 def starter(*, cluster: bool = False) -> str:
     """The text of a settings file; with `cluster`, for a node of a cluster."""
-    return _HEAD + (_CLUSTER if cluster else _LOCAL) + _REST
+    rest = _REST
+    if cluster:  # the leader may give the listener to any node: it listens on every address
+        rest = rest.replace(
+            "    host: 127.0.0.1\n", "    host: 0.0.0.0         # any node may serve it\n", 1
+        )
+    return _HEAD + (_CLUSTER if cluster else _LOCAL) + rest
 
 
 def write_starter(path: Path, *, cluster: bool = False, force: bool = False) -> None:

@@ -141,3 +141,20 @@ def test_pool_resize_acts_on_the_running_node(running: tuple[Path, int, Path]) -
             break
         time.sleep(0.5)
     assert (result.returncode, result.stdout.strip()) == (0, "relay: pool size 2 -> 3")
+
+
+def test_status_says_when_the_node_stopped_publishing(running: tuple[Path, int, Path]) -> None:
+    home, _port, _log = running
+    command = [BIN / "mailport", "status", "--config", "mailport.yaml"]
+    pid = json.loads(
+        subprocess.run([*command, "--json"], cwd=home, capture_output=True, check=True).stdout
+    )["pid"]
+    os.kill(pid, signal.SIGSTOP)  # a node stuck (on etcd, say): alive, publishing nothing
+    try:
+        time.sleep(6.5)
+        stuck = subprocess.run(command, cwd=home, capture_output=True, text=True, check=False)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert stuck.returncode == 2
+    assert "the node last published" in stuck.stderr
+    assert "s ago: these figures are that old" in stuck.stderr
