@@ -94,7 +94,7 @@ def _measure(
         served: dict[str, str] = {}
         for name, node in nodes.items():
             if node.process.poll() is None:
-                for connection, state in node.running().items():
+                for connection, (state, _epoch) in node.running().items():
                     if state in ("running", "idle"):
                         served[connection] = name
         return served

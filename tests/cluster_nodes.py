@@ -91,10 +91,12 @@ class MailportNode:
             return status
         return None
 
-    def running(self) -> dict[str, str]:
-        """The node's inbound connections and their states, from its published status."""
+    def running(self) -> dict[str, tuple[str, int]]:
+        """The node's inbound connections, each with its state and epoch, from its
+        published status."""
         status = self.status() or {}
-        return {a["connection"]: a["state"] for a in status.get("actors", []) if "epoch" in a}
+        actors = status.get("actors", [])
+        return {a["connection"]: (a["state"], a["epoch"]) for a in actors if "epoch" in a}
 
     def stop(self, timeout: float = 30) -> None:
         """Stop as an operator would (SIGTERM): the node gives its lease up on the way out."""

@@ -92,16 +92,22 @@ class Scenario:
         return {}
 
     def serving(self) -> dict[str, str]:
-        """Which node runs each mailbox (running or idle), by the nodes' own word."""
-        served: dict[str, str] = {}
+        """Which node runs each mailbox (running or idle), by the nodes' own word. Each
+        node publishes once a second, so the last owner's word may lag a move: the newest
+        epoch is the owner (the store refuses the older one), and two nodes under one
+        epoch would be a fault."""
+        served: dict[str, tuple[str, int]] = {}
         for name, node in self.nodes.items():
             if node.process.poll() is not None:
                 continue
-            for connection, state in node.running().items():
-                if state in ("running", "idle"):
-                    assert connection not in served, f"{connection} served by two nodes"
-                    served[connection] = name
-        return served
+            for connection, (state, epoch) in node.running().items():
+                if state not in ("running", "idle"):
+                    continue
+                other = served.get(connection)
+                assert other is None or other[1] != epoch, f"{connection} served twice at {epoch}"
+                if other is None or other[1] < epoch:
+                    served[connection] = (name, epoch)
+        return {connection: name for connection, (name, _) in served.items()}
 
     def balanced(self, live: set[str], mailboxes: int = MAILBOXES) -> dict[str, int] | None:
         """Each mailbox served once, by the live nodes alone, within ±1 of each other."""
@@ -111,6 +117,16 @@ class Scenario:
         loads = Counter(served.values())
         counts = [loads.get(n, 0) for n in live]
         return dict(loads) if max(counts) - min(counts) <= 1 else None
+
+    def settled(self, live: set[str], mailboxes: int = MAILBOXES) -> dict[str, int] | None:
+        """Balanced, and the published assignment names the nodes that serve: no move
+        is on its way."""
+        loads = self.balanced(live, mailboxes)
+        assignment = self.view().get("assignment", {})
+        served = self.serving()
+        if any(assignment.get(c, {}).get("node") != node for c, node in served.items()):
+            return None
+        return loads
 
     def leader(self) -> str:
         return str(self.view()["leader"])
@@ -136,31 +152,32 @@ def test_nodes_leave_join_and_die_and_every_message_is_handled_once(
     try:
         for name in ("n1", "n2", "n3"):
             s.start(name)
-        wait_for(lambda: s.balanced({"n1", "n2", "n3"}), 90, "12 mailboxes over 3 nodes")
+        wait_for(lambda: s.settled({"n1", "n2", "n3"}), 90, "12 mailboxes over 3 nodes")
         s.deliver(0)
 
         # 1. An operator stops a node: it gives up its lease, its mailboxes move at once.
         t = time.monotonic()
         s.nodes["n3"].stop()
         nodes.remove("n3", graceful=True)
-        wait_for(lambda: s.balanced({"n1", "n2"}), 30, "n3's mailboxes on n1 and n2")
+        wait_for(lambda: s.settled({"n1", "n2"}), 30, "n3's mailboxes on n1 and n2")
         timings["node removed"] = time.monotonic() - t
         s.deliver(1)
 
         # 2. A node joins and takes its share; the others keep the rest.
         t = time.monotonic()
         s.start("n4")
-        wait_for(lambda: s.balanced({"n1", "n2", "n4"}), 60, "n4's share")
+        wait_for(lambda: s.settled({"n1", "n2", "n4"}), 60, "n4's share")
         timings["node added"] = time.monotonic() - t
         s.deliver(2)
 
         # 3. The leader's whole node dies: its lease runs out, another node leads.
         dead = s.leader()
         live = {"n1", "n2", "n4"} - {dead}
+        held_by_dead = [c for c, node in s.serving().items() if node == dead]
         t = time.monotonic()
         s.nodes[dead].kill()
         nodes.remove(dead, graceful=False)
-        wait_for(lambda: s.balanced(live), 30, f"{dead}'s mailboxes after its death")
+        wait_for(lambda: s.settled(live), 30, f"{dead}'s mailboxes after its death")
         timings["leader's node killed"] = time.monotonic() - t
         assert s.leader() in live
 
@@ -194,7 +211,8 @@ def test_nodes_leave_join_and_die_and_every_message_is_handled_once(
         if c.get("namespace") == f"mailport-{dead}"
     }
     assert set(twice) <= dead_calls
-    assert len(twice) <= 50  # one batch per mailbox at most
+    # One batch (50) per mailbox the dead node held, at most.
+    assert len(twice) <= 50 * len(held_by_dead)
     # The store's word: one finished claim and one contact per message, one reply each.
     done, contacts = asyncio.run(_store_counts(s.store_url))
     assert done == len(s.sent) == WAVES * PER_WAVE // MAILBOXES * MAILBOXES
@@ -245,7 +263,7 @@ def test_a_new_connection_and_a_pool_resize_reach_the_node_that_serves_them(
     try:
         for name in ("n5", "n6"):
             s.start(name)
-        wait_for(lambda: s.balanced({"n5", "n6"}, 2), 90, "two mailboxes, one a node")
+        wait_for(lambda: s.settled({"n5", "n6"}, 2), 90, "two mailboxes, one a node")
         old = s.view()["assignment"]
 
         # An admin adds a connection to the cluster's settings, from any machine.
