@@ -21,6 +21,7 @@ from mailport.actors.mailbox import Fetched, Mailbox
 from mailport.actors.pop3 import Pop3Mailbox
 from mailport.actors.router import InboundItem
 from mailport.actors.smtp_listener import SmtpListenerMailbox
+from mailport.actors.states import CANNOT_START
 from mailport.config.models import ImapInbound, Inbound, Pop3Inbound, Settings
 from mailport.mail.thread import shard_for, thread_key
 from mailport.store import Fate, Fenced, Store, described
@@ -118,7 +119,6 @@ class InboundConnection:
         while True:
             try:
                 if mailbox is None:  # the store may be what fails: retried like the server
-                    self.state = "starting"
                     mailbox = await self._start()
                 self.state = "connecting"
                 await mailbox.open()
@@ -151,7 +151,8 @@ class InboundConnection:
                 raise
             except Exception as exc:
                 self.failures += 1
-                self.state, self.last_error = "retrying", described(exc)
+                self.state = "retrying" if mailbox is not None else CANNOT_START
+                self.last_error = described(exc)
                 log.warning("%s: %s", self.serving.name, self.last_error)
                 if self.failures >= ALARM_AFTER:
                     await self._alarm(self.last_error)

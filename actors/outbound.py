@@ -19,6 +19,7 @@ import ray
 from mailport.actors.breaker import Breaker
 from mailport.actors.events import EventSink
 from mailport.actors.settling import settle
+from mailport.actors.states import CANNOT_START
 from mailport.actors.stats import Event
 from mailport.actors.transports import Result, SmtpPool, Transport, transport_for
 from mailport.config.models import Settings, SmtpOutbound
@@ -94,7 +95,7 @@ class OutboundLoop:
         if error is not None:
             # The loop ended on an error (the store cannot be opened, say): show it, and
             # start again after a pause that grows while it keeps failing.
-            self.state, self.last_error = "retrying", described(error)
+            self.state, self.last_error = CANNOT_START, described(error)
             log.warning("%s: %s", self.config.name, self.last_error)
             self._failed_starts += 1
             self._start_after = time.monotonic() + min(30.0, 0.5 * 2**self._failed_starts)

@@ -289,6 +289,7 @@ def _run(path: Path | None, clustered: bool = False) -> int:
 
     from mailport.actors.stats import Event
     from mailport.cluster.node import CannotStart, Node, NodeRunning, anchored
+    from mailport.cluster.shared_config import shared_part
 
     try:
         settings = anchored(_settings(path), Path.cwd())
@@ -316,7 +317,7 @@ def _run(path: Path | None, clustered: bool = False) -> int:
             loop.add_signal_handler(sig, stop.set)
         for line in _describe(node.settings, node.clustered):
             console.print(f"mailport: {line}", markup=False)
-        if node.clustered and _connections(node.settings) != _connections(settings):
+        if node.clustered and shared_part(node.settings) != shared_part(settings):
             err.print(
                 f"mailport: note: the cluster runs its own settings (etcd revision"
                 f" {node.revision}), not {path}'s; `mailport config push {path}` makes the"
@@ -405,10 +406,6 @@ def _describe(settings: Settings, clustered: bool = False) -> list[str]:
         else:
             lines.append(f"sending through SMTP {o.host}:{o.port}, pool {o.pool_size} ({o.name})")
     return lines
-
-
-def _connections(settings: Settings) -> tuple[Any, ...]:
-    return (settings.inbound, settings.outbound)
 
 
 def _status(path: Path | None, as_json: bool) -> int:

@@ -10,9 +10,10 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import ray
+from pydantic import BaseModel
 from ray._private import ray_constants
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -21,6 +22,7 @@ from mailport.actors.events import STATS_ACTOR
 from mailport.actors.inbound import DRAIN, InboundConnection
 from mailport.actors.outbound import OutboundConnection
 from mailport.actors.router import RouterShard
+from mailport.actors.states import CANNOT_START
 from mailport.actors.stats import StatsAggregator
 from mailport.cluster.assignment import Member, Want
 from mailport.cluster.coordinator import (
@@ -30,7 +32,8 @@ from mailport.cluster.coordinator import (
     LocalCoordinator,
 )
 from mailport.cluster.standby import Standbys
-from mailport.config.models import Inbound, MaildirOutbound, Outbound, Settings, Store
+from mailport.config.models import Inbound, Outbound, Settings, Store
+from mailport.config.secrets import SecretSource
 from mailport.store import Store as MailStore
 
 NAMESPACE = "mailport"
@@ -43,14 +46,27 @@ def anchored(settings: Settings, base: Path) -> Settings:
     prefix = "sqlite+aiosqlite:///"
     if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
         url = prefix + str((base / url[len(prefix) :]).resolve())
-    outbound = tuple(
-        c.model_copy(update={"path": (base / c.path).resolve()})
-        if isinstance(c, MaildirOutbound)
-        else c
-        for c in settings.outbound
-    )
+    inbound = tuple(_paths_anchored(c, base) for c in settings.inbound)
+    outbound = tuple(_paths_anchored(c, base) for c in settings.outbound)
     node = settings.node.model_copy(update={"data_dir": (base / settings.node.data_dir).resolve()})
-    return settings.model_copy(update={"store": Store(url=url), "outbound": outbound, "node": node})
+    return settings.model_copy(
+        update={"store": Store(url=url), "inbound": inbound, "outbound": outbound, "node": node}
+    )
+
+
+_Connection = TypeVar("_Connection", bound=BaseModel)
+
+
+def _paths_anchored(connection: _Connection, base: Path) -> _Connection:
+    """A connection's paths (a Maildir, a CA file, a secret's file) made absolute."""
+    update: dict[str, Any] = {}
+    for name in type(connection).model_fields:
+        value = getattr(connection, name)
+        if isinstance(value, Path):
+            update[name] = (base / value).resolve()
+        elif isinstance(value, SecretSource) and value.file is not None:
+            update[name] = value.model_copy(update={"file": (base / value.file).resolve()})
+    return connection.model_copy(update=update)
 
 
 def loopback_only() -> None:
@@ -143,6 +159,7 @@ def read_status(settings: Settings) -> dict[str, Any] | None:
 
 
 OUTBOUND = "outbound:"  # how outbound connections are named among assigned work
+START_ALARM_AFTER = 3  # rounds of supervision (about a second each) before an alarm
 
 
 class Node:
@@ -163,6 +180,7 @@ class Node:
         self.store: MailStore | None = None
         self.lock: TextIO | None = None
         self.coordinator_lost = False
+        self.cannot_start: dict[str, int] = {}  # connection: rounds in a row it could not
         self.placement: dict[str, Any] = {}
         self.local = settings
         """The settings file's; in a cluster, `settings` is these with the cluster's part."""
@@ -371,7 +389,27 @@ class Node:
             else:
                 calls.append(actor.serve.remote(self.settings, config, epoch))
         answers = await asyncio.gather(*(_bounded(c) for c in calls), return_exceptions=True)
-        return [a for a in answers if isinstance(a, dict)]
+        states = [a for a in answers if isinstance(a, dict)]
+        await self._watch_starts(states)
+        return states
+
+    async def _watch_starts(self, states: list[dict[str, Any]]) -> None:
+        """Raise the alarm for a connection whose actor keeps failing to start: it cannot
+        raise one itself through a store it cannot open."""
+        if self.store is None:
+            return
+        for state in states:
+            name = state.get("connection")
+            if name is None:
+                continue
+            key = f"start:{name}"
+            if state["state"] == CANNOT_START:
+                self.cannot_start[name] = rounds = self.cannot_start.get(name, 0) + 1
+                if rounds == START_ALARM_AFTER:
+                    text = f"{name} cannot start on node {self.name}: {state.get('error')}"
+                    await self.store.raise_alarm(key, text)
+            elif self.cannot_start.pop(name, 0) >= START_ALARM_AFTER:
+                await self.store.clear_alarm(key)
 
     async def new_events(self) -> list[dict[str, Any]]:
         try:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mailport.cluster.node import anchored
 from mailport.config import InvalidConfig, Settings, loads
-from mailport.config.models import ImapInbound, MaildirOutbound, SmtpListenerInbound
+from mailport.config.models import ImapInbound, MaildirOutbound, SmtpListenerInbound, SmtpOutbound
 from mailport.config.secrets import SecretSource
 
 BAD = """\
@@ -202,3 +203,29 @@ def test_mailport_init_keeps_an_existing_file(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "--force" in done.stderr
     assert path.read_text() == "mine\n"
+
+
+def test_relative_paths_mean_where_the_settings_were_given(tmp_path: Path) -> None:
+    """Actors run in Ray's working directory, not the admin's: every path a connection
+    names (a Maildir, a CA file, a password file) is made absolute first."""
+    settings = Settings.model_validate(
+        {
+            "inbound": [
+                {"kind": "imap", "name": "box", "host": "imap.example", "port": 993,
+                 "username": "u", "password": {"file": "secrets/imap"}, "ca_file": "ca.pem"},
+            ],
+            "outbound": [
+                {"kind": "maildir", "name": "outbox", "path": "var/outbox"},
+                {"kind": "smtp", "name": "relay", "host": "smtp.example", "username": "u",
+                 "password": {"file": "/etc/mailport/relay"}},
+            ],
+        }
+    )  # fmt: skip
+    made = anchored(settings, tmp_path)
+    [box] = made.inbound
+    outbox, relay = made.outbound
+    assert isinstance(box, ImapInbound) and isinstance(outbox, MaildirOutbound)
+    assert isinstance(relay, SmtpOutbound) and box.password is not None
+    assert (box.password.file, box.ca_file) == (tmp_path / "secrets/imap", tmp_path / "ca.pem")
+    assert outbox.path == tmp_path / "var/outbox"
+    assert relay.password is not None and relay.password.file == Path("/etc/mailport/relay")

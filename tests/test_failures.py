@@ -289,7 +289,7 @@ async def test_an_inbound_connection_says_why_it_cannot_start(
     )
     actor = InboundConnection.remote(settings, listener, 1, [])  # type: ignore[attr-defined]
     try:
-        want = ("retrying", "OperationalError: unable to open database file")
+        want = ("cannot start", "OperationalError: unable to open database file")
         for _ in range(100):
             answer = await actor.ensure_running.remote()
             if (answer["state"], answer["error"]) == want:
@@ -298,3 +298,26 @@ async def test_an_inbound_connection_says_why_it_cannot_start(
         assert (answer["state"], answer["error"]) == want
     finally:
         ray.kill(actor)
+
+
+async def test_the_node_raises_the_alarm_for_a_connection_that_cannot_start(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        node=NodeSettings(data_dir=tmp_path),
+        store=StoreSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"),
+        outbound=(MaildirOutbound(kind="maildir", name="outbox", path=tmp_path / "outbox"),),
+    )
+    node = Node(settings)
+    node.store = store = await Store.open(settings.store.url)
+    failing = {"connection": "mx", "state": "cannot start", "error": "InvalidPasswordError: x"}
+    try:
+        for _ in range(3):  # about three seconds of supervision
+            await node._watch_starts([failing])
+        [alarm] = await store.open_alarms()
+        assert (alarm["key"], alarm["severity"]) == ("start:mx", "critical")
+        assert alarm["text"] == f"mx cannot start on node {node.name}: InvalidPasswordError: x"
+        await node._watch_starts([{"connection": "mx", "state": "idle", "error": None}])
+        assert await store.open_alarms() == []
+    finally:
+        await store.close()

@@ -355,7 +355,7 @@ async def test_a_store_that_cannot_be_opened_shows_as_the_connections_error(
     try:
         await _poll(
             state,
-            ("retrying", "OperationalError: unable to open database file"),
+            ("cannot start", "OperationalError: unable to open database file"),
             "the store's error",
         )
     finally:
