@@ -217,10 +217,8 @@ def _receipt(paths: list[Path], as_json: bool) -> int:
             fields = {"path": str(path), "index": index, **classify(message).as_dict()}
             if as_json:
                 print(json.dumps(fields, ensure_ascii=False), flush=True)
-            elif fields["recipients"]:
-                console.print(_receipt_table(fields))
             else:
-                console.print(Text(f"{path}: {fields['kind']}{_said(fields)}"))
+                console.print(Text("\n".join(_receipt_lines(fields))))
     return 1 if unreadable else 0
 
 
@@ -241,18 +239,22 @@ def _read_each(paths: list[Path], unreadable: list[Path]) -> Iterator[tuple[Path
         yield path, raw
 
 
-def _receipt_table(fields: dict[str, Any]) -> Table:
+def _receipt_lines(fields: dict[str, Any]) -> list[str]:
+    """A receipt as lines that read at any terminal width: each recipient, then what the
+    server said of it."""
     title = f"{fields['path']}" + (f" #{fields['index']}" if fields["index"] > 1 else "")
-    table = Table(title=Text(f"{title}: {fields['kind']}"))
-    table.add_column("recipient", overflow="fold")
-    for name in ("action", "status", "reply_code", "reason", "hard_bounce"):
-        table.add_column(name)
-    table.add_column("diagnostic", overflow="fold", min_width=30)
+    lines = [f"{title}: {fields['kind']}{_said(fields)}"]
     for r in fields["recipients"]:
-        cells = [r[n] for n in ("recipient", "action", "status", "reply_code", "reason")]
-        table.add_row(*(Text(str(c)) for c in [*cells, r["hard_bounce"], r["diagnostic"][:200]]))
-    table.caption = _said(fields).removeprefix(" · ")
-    return table
+        code = "-" if r["reply_code"] is None else r["reply_code"]
+        hard = " (hard bounce)" if r["hard_bounce"] else ""
+        lines.append(f"  {r['recipient']}: {r['action']} {r['status']} {code} {r['reason']}{hard}")
+        said = " ".join(r["diagnostic"].split())  # folded lines read as one (JSON keeps them)
+        said = said if len(said) <= 300 else said[:299] + "…"
+        if said:
+            lines.append(f"    {said}")
+        if r["remote_mta"]:
+            lines.append(f"    remote MTA: {r['remote_mta']}")
+    return lines
 
 
 def _said(fields: dict[str, Any]) -> str:

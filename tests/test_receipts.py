@@ -158,3 +158,17 @@ def test_delivered_reports_say_delivered() -> None:
         assert [(r.action, r.status, r.reason) for x in receipts for r in x.recipients] == [
             ("delivered", w["status"], "delivered") for w in results
         ]
+
+
+def test_a_diagnostic_is_the_servers_reply_not_the_returned_message() -> None:
+    # "Included is a copy of the message header" (MXLogic), "Below is a copy of the
+    # original message" (OpenSMTPD): what follows is the returned message, not the reply.
+    [mxlogic] = _read("bounces/sisimai/lhost-mxlogic-03.eml").recipients
+    assert (mxlogic.diagnostic, mxlogic.status) == (
+        "550 unknown user <kijitora@example.co.jp>",
+        "5.0.0",
+    )
+    assert [r.diagnostic for r in _read("bounces/sisimai/lhost-opensmtpd-02.eml").recipients] == [
+        "550 5.2.2 <mailboxfull@example.jp>... Mailbox Full",
+        "550 5.1.1 <userunknown@example.jp>... User Unknown",
+    ]

@@ -39,7 +39,8 @@ _RETURNED = re.compile(
     r"|.*(?:original message follows|below this line is a copy|unsent message below"
     r"|the original message headers? (?:is|are|follows?)|original message headers?:"
     r"|following is a copy of the|your message (?:reads|was) \(in part\)|message text follows"
-    r"|returned message follows|message headers follow|included is a copy of the)"
+    r"|returned message follows|message headers follow|included is a copy of the"
+    r"|below is a copy of the original)"
     r"|content-type:\s*message/rfc822)",
     re.IGNORECASE | re.MULTILINE,
 )
