@@ -211,7 +211,9 @@ def _receipt(paths: list[Path], as_json: bool) -> int:
     for path, raw in _read_each(paths, unreadable):
         for index, message in enumerate(messages(raw), 1):  # an mbox file holds several
             if not has_header_fields(message):
-                err.print(f"mailport: {path}: no header fields: not an RFC 5322 message")
+                err.print(
+                    f"mailport: {path}: no header fields: not an RFC 5322 message", markup=False
+                )
                 unreadable.append(path)
                 continue
             fields = {"path": str(path), "index": index, **classify(message).as_dict()}
