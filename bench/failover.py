@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 import threading
@@ -62,6 +63,7 @@ def bench_failover(options: Options, task: Callable[[str, float], Advance]) -> R
         postgres.stop()
         etcd.stop()
         dovecot.stop()
+        shutil.rmtree(root, ignore_errors=True)  # the nodes' logs, mail and data
 
 
 def _measure(
