@@ -109,24 +109,19 @@ class Scenario:
                     served[connection] = (name, epoch)
         return {connection: name for connection, (name, _) in served.items()}
 
-    def balanced(self, live: set[str], mailboxes: int = MAILBOXES) -> dict[str, int] | None:
-        """Each mailbox served once, by the live nodes alone, within ±1 of each other."""
+    def settled(self, live: set[str], mailboxes: int = MAILBOXES) -> dict[str, int] | None:
+        """The load of each live node when each mailbox is served once, by the live nodes
+        alone, within ±1 of each other, and the published assignment names the nodes that
+        serve (no move on its way); else None."""
         served = self.serving()
         if len(served) != mailboxes or set(served.values()) - live:
+            return None
+        assignment = self.view().get("assignment", {})
+        if any(assignment.get(c, {}).get("node") != node for c, node in served.items()):
             return None
         loads = Counter(served.values())
         counts = [loads.get(n, 0) for n in live]
         return dict(loads) if max(counts) - min(counts) <= 1 else None
-
-    def settled(self, live: set[str], mailboxes: int = MAILBOXES) -> dict[str, int] | None:
-        """Balanced, and the published assignment names the nodes that serve: no move
-        is on its way."""
-        loads = self.balanced(live, mailboxes)
-        assignment = self.view().get("assignment", {})
-        served = self.serving()
-        if any(assignment.get(c, {}).get("node") != node for c, node in served.items()):
-            return None
-        return loads
 
     def leader(self) -> str:
         return str(self.view()["leader"])
