@@ -115,8 +115,10 @@ class MailportNode:
             self.process.wait(10)
 
     def logs(self) -> str:
+        """The node's own lines (not one per message), the last of them."""
         with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-3000:]
+            lines = self.log.read_text(errors="replace").splitlines()
+            return "\n".join(line for line in lines if not line.startswith(("in ", "out ")))[-4000:]
         return ""
 
 

@@ -130,7 +130,10 @@ class Scenario:
         return Counter(c["message_id"] for c in read_ledger(str(self.ledger)))
 
     def logs(self) -> str:
-        return "\n".join(f"--- {n}\n{node.logs()}" for n, node in self.nodes.items())
+        said = [f"assignment: {self.view().get('assignment')}"]
+        for n, node in self.nodes.items():
+            said.append(f"--- {n} (exit {node.process.poll()}): {node.running()}\n{node.logs()}")
+        return "\n".join(said)
 
 
 def test_nodes_leave_join_and_die_and_every_message_is_handled_once(
@@ -154,7 +157,7 @@ def test_nodes_leave_join_and_die_and_every_message_is_handled_once(
         t = time.monotonic()
         s.nodes["n3"].stop()
         nodes.remove("n3", graceful=True)
-        wait_for(lambda: s.settled({"n1", "n2"}), 30, "n3's mailboxes on n1 and n2")
+        wait_for(lambda: s.settled({"n1", "n2"}), 60, "n3's mailboxes on n1 and n2")
         timings["node removed"] = time.monotonic() - t
         s.deliver(1)
 
@@ -172,7 +175,7 @@ def test_nodes_leave_join_and_die_and_every_message_is_handled_once(
         t = time.monotonic()
         s.nodes[dead].kill()
         nodes.remove(dead, graceful=False)
-        wait_for(lambda: s.settled(live), 30, f"{dead}'s mailboxes after its death")
+        wait_for(lambda: s.settled(live), 60, f"{dead}'s mailboxes after its death")
         timings["leader's node killed"] = time.monotonic() - t
         assert s.leader() in live
 
